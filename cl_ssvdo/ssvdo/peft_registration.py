@@ -1,0 +1,178 @@
+"""SSVD-O as a peft tuner: ``SSVDOPeftLinear`` (the layer), ``SSVDOModel`` (the tuner) and their
+registration, so that after ``import cl_ssvdo``::
+
+    model = peft.get_peft_model(model, cl_ssvdo.SSVDOConfig(target_modules=["0"], inner_ratio=0.1))
+    ...
+    plain = model.merge_and_unload()
+
+works for plain torch models as for transformers ones. The maths is ``SSVDOAdapter`` (one per
+adapter name, in the ``ssvdo_adapter`` ModuleDict); this file only adapts it to peft's
+multi-adapter protocol. Saved adapters include the SVD factors (persistent buffers), so loading
+never depends on recomputing the same singular-vector signs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
+from peft.utils import register_peft_method
+from peft.utils.peft_types import PeftType
+from torch import nn
+
+from .config import SSVDOConfig
+from .layer import SSVDOAdapter
+from .peft_type import NAME, SSVDO_PEFT_TYPE
+
+PREFIX = "ssvdo_"
+
+
+class SSVDOLayer(BaseTunerLayer):
+    """peft tuner-layer mixin: adapters live in the ``ssvdo_adapter`` ModuleDict."""
+
+    adapter_layer_names = ("ssvdo_adapter",)
+    other_param_names = ()
+
+
+class SSVDOPeftLinear(nn.Module, SSVDOLayer):
+    """An ``nn.Linear`` with one or more named SSVD-O adapters (peft protocol).
+
+    One active adapter runs by the cheaper of the low-rank and dense paths; several active
+    adapters add their low-rank corrections. ``merge`` adds the active adapters' dW to the base
+    weight (keeping W0 for a bit-exact ``unmerge``).
+    """
+
+    def __init__(self, base_layer: nn.Linear, adapter_name: str, **settings: Any) -> None:
+        super().__init__()
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"SSVD-O adapts torch.nn.Linear only, got {type(base_layer).__name__}")
+        self.base_layer = base_layer
+        self.ssvdo_adapter = nn.ModuleDict()
+        self._disable_adapters = False
+        self.merged_adapters = []
+        self._active_adapter = adapter_name
+        self.register_buffer("_w0_backup", None, persistent=False)
+        self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
+        self.update_layer(adapter_name, **settings)
+
+    def update_layer(
+        self, adapter_name: str, inference_mode: bool = False, **settings: Any
+    ) -> None:
+        """Add adapter ``adapter_name``, decomposing the (unmerged) base weight."""
+        if self.merged:
+            raise RuntimeError(
+                f"cannot add adapter {adapter_name!r} while adapters are merged; unmerge first"
+            )
+        weight = self.get_base_layer().weight
+        adapter = SSVDOAdapter(
+            self.out_features,
+            self.in_features,
+            **settings,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        adapter.decompose_weight(weight)
+        self.ssvdo_adapter[adapter_name] = adapter
+        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """dW of one adapter, shape (m, n)."""
+        return self.ssvdo_adapter[adapter_name].delta_weight()
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        base = self.base_layer
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return base(x, *args, **kwargs)
+        if self.merged:
+            return base(x, *args, **kwargs)
+        active = [name for name in self.active_adapters if name in self.ssvdo_adapter]
+        if len(active) == 1:
+            return self.ssvdo_adapter[active[0]].adapted_linear(x, base.weight, base.bias)
+        result = base(x, *args, **kwargs)
+        for name in active:
+            result = result + self.ssvdo_adapter[name].lowrank_delta(x)
+        return result
+
+    @torch.no_grad()
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        weight = self.get_base_layer().weight
+        for name in adapter_names:
+            if name not in self.ssvdo_adapter:
+                continue
+            merged = weight + self.get_delta_weight(name)
+            if safe_merge and not torch.isfinite(merged).all():
+                raise ValueError(
+                    f"NaNs detected in the merged weights. The adapter {name} seems to be broken"
+                )
+            if self._w0_backup is None:
+                self._w0_backup = weight.detach().clone()
+            weight.copy_(merged)
+            self.merged_adapters.append(name)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if not self.merged:
+            warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
+            return
+        self.get_base_layer().weight.copy_(self._w0_backup)
+        self._w0_backup = None
+        self.merged_adapters = []
+
+    def __repr__(self) -> str:
+        return "ssvdo." + super().__repr__()
+
+
+class SSVDOModel(BaseTuner):
+    """peft tuner that puts ``SSVDOPeftLinear`` layers into a model (see ``SSVDOConfig``)."""
+
+    prefix: str = PREFIX
+    tuner_layer_cls = SSVDOLayer
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def _create_and_replace(
+        self,
+        ssvdo_config: SSVDOConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **optional_kwargs: Any,
+    ) -> None:
+        if isinstance(parent, nn.MultiheadAttention):
+            raise ValueError(
+                f"target {current_key!r} is inside torch.nn.MultiheadAttention, whose fused kernel reads "
+                "the weight directly; SSVD-O never wraps it"
+            )
+        settings = ssvdo_config.layer_settings
+        if isinstance(target, SSVDOPeftLinear):
+            target.update_layer(adapter_name, **settings)
+            return
+        if not isinstance(target, nn.Linear):
+            raise TypeError(
+                f"target {current_key!r} is a {type(target).__name__}; SSVD-O adapts torch.nn.Linear only"
+            )
+        new_module = SSVDOPeftLinear(target, adapter_name, **settings)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+
+def register_with_peft() -> None:
+    """Register SSVD-O with peft (idempotent; runs on import of this module)."""
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
+    if PEFT_TYPE_TO_TUNER_MAPPING.get(SSVDO_PEFT_TYPE) is SSVDOModel:
+        return
+    assert PeftType[NAME] is SSVDO_PEFT_TYPE
+    register_peft_method(
+        name=NAME.lower(), config_cls=SSVDOConfig, model_cls=SSVDOModel, prefix=PREFIX
+    )
+
+
+register_with_peft()
