@@ -1,0 +1,127 @@
+"""Early checks that a list of plugins composes, each failure with its reason.
+
+Decisions (tested in ``tests/strategies/test_cl_plugins.py``):
+
+- At most one adapter plugin (SSVD-O or a PEFT baseline): two would wrap each other's layers.
+- EWC and MAS compose with adapters: their penalties are defined on the plain model's weights as
+  the layers currently apply them (the adapter's merged weight, :mod:`strategies.cl.weights`),
+  so they constrain what the adapter changes; anchors and importances survive each merge.
+- Synaptic Intelligence with an adapter that adds parameters (everything but ``full``) is
+  rejected: SI integrates importance along the optimisation path of the *trainable parameters*;
+  the adapter's parameters are created afresh, in a new basis, each experience and removed
+  after it, so the accumulated importance would attach to coordinates that no longer exist
+  (and Avalanche's SI "expands" them by shape). Use EWC or MAS with adapters; SI works with
+  full fine-tuning (``FullFTPlugin``; Avalanche's plugin must then be listed before it, or use
+  :class:`strategies.cl.SIPlugin`) or with no adapter plugin.
+- Weight averaging must come after the adapter plugin in ``plugins=[...]``: Avalanche calls
+  ``after_training_exp`` in list order and the average is taken over the merged, plain model.
+- Avalanche's classification-only plugins (EWC, MAS, LwF, GEM, A-GEM, RWalk, GDumb, LFL, CoPE,
+  BiC, ...) assume ``criterion(out, y)`` with class logits; they are rejected with a pointer to
+  the CTC versions here. Avalanche's ``ReplayPlugin`` and ``SynapticIntelligencePlugin`` work
+  on a CTC model as shipped.
+- Two plugins of the same continual-learning class are rejected (a configuration mistake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["IncompatiblePlugins", "check_plugins", "incompatibilities"]
+
+
+class IncompatiblePlugins(ValueError):
+    """Raised by :func:`check_plugins`; the message lists every reason."""
+
+
+# Avalanche plugin class name -> the CTC replacement to suggest.
+_CLASSIFICATION_ONLY = {
+    "EWCPlugin": "strategies.cl.EWCPlugin",
+    "MASPlugin": "strategies.cl.MASPlugin",
+    "LwFPlugin": "strategies.cl.LwFPlugin",
+    "AGEMPlugin": "strategies.cl.CTCAGEMPlugin",
+    "GEMPlugin": "strategies.cl.CTCAGEMPlugin",
+    "RWalkPlugin": "strategies.cl.EWCPlugin",
+    "GDumbPlugin": "strategies.cl.CTCReplayPlugin",
+    "LFLPlugin": "strategies.cl.LwFPlugin",
+    "CoPEPlugin": None,
+    "BiCPlugin": None,
+    "CWRStarPlugin": None,
+    "MIRPlugin": None,
+    "RARPlugin": None,
+    "GSS_greedyPlugin": None,
+    "FeatureDistillationPlugin": "strategies.cl.LwFPlugin",
+    "GenerativeReplayPlugin": None,
+}
+
+
+def _is_adapter(plugin) -> bool:
+    return getattr(plugin, "adapter_method", None) is not None
+
+
+def incompatibilities(plugins: Sequence) -> list[str]:
+    """Every reason why ``plugins`` (in ``plugins=[...]`` order) do not compose; [] if fine."""
+    from avalanche.training.plugins import SynapticIntelligencePlugin
+
+    from .weight_averaging import WeightAveragingPlugin
+
+    reasons: list[str] = []
+    plugins = list(plugins)
+    adapters = [(i, p) for i, p in enumerate(plugins) if _is_adapter(p)]
+    if len(adapters) > 1:
+        names = [type(p).__name__ for _, p in adapters]
+        reasons.append(f"several adapter plugins {names}: at most one adapter per experience")
+    for i, p in enumerate(plugins):
+        cls = type(p)
+        if cls.__module__.startswith("avalanche.") and cls.__name__ in _CLASSIFICATION_ONLY:
+            hint = _CLASSIFICATION_ONLY[cls.__name__]
+            reasons.append(
+                f"avalanche {cls.__name__} assumes classification (criterion(out, y) over class "
+                f"logits) and cannot train a CTC model" + (f"; use {hint}" if hint else "")
+            )
+        if isinstance(p, SynapticIntelligencePlugin):
+            for _, a in adapters:
+                if a.adapter_method != "full":
+                    reasons.append(
+                        f"SynapticIntelligencePlugin with {type(a).__name__}: SI accumulates "
+                        "importance on the trainable parameters, which this adapter re-creates in "
+                        "a new basis every experience and removes after it; use EWCPlugin or "
+                        "MASPlugin (defined on the merged weights) or full fine-tuning"
+                    )
+        if type(p) is SynapticIntelligencePlugin:
+            for j, a in adapters:
+                if a.adapter_method == "full" and j < i:
+                    reasons.append(
+                        f"avalanche SynapticIntelligencePlugin is listed after {type(a).__name__}: "
+                        "its after_training_exp would see the restored (larger) trainable set it "
+                        "never tracked; list it first or use strategies.cl.SIPlugin"
+                    )
+        if isinstance(p, WeightAveragingPlugin):
+            for j, a in adapters:
+                if j > i:
+                    reasons.append(
+                        f"WeightAveragingPlugin is listed before {type(a).__name__}: it must come "
+                        "after it, so that it averages the merged plain model (after_training_exp "
+                        "runs in list order)"
+                    )
+    seen: dict[type, int] = {}
+    for p in plugins:
+        if type(p).__module__.startswith("strategies.cl") or isinstance(
+            p, SynapticIntelligencePlugin
+        ):
+            key = (
+                SynapticIntelligencePlugin if isinstance(p, SynapticIntelligencePlugin) else type(p)
+            )
+            seen[key] = seen.get(key, 0) + 1
+    for cls, count in seen.items():
+        if count > 1:
+            reasons.append(
+                f"{count} instances of {cls.__name__}: give one (with a list of weights)"
+            )
+    return reasons
+
+
+def check_plugins(plugins: Sequence) -> None:
+    """Raise :class:`IncompatiblePlugins` listing every reason; return None when they compose."""
+    reasons = incompatibilities(plugins)
+    if reasons:
+        raise IncompatiblePlugins("incompatible plugins:\n- " + "\n- ".join(reasons))

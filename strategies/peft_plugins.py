@@ -1,0 +1,303 @@
+"""The baselines as plugins of the SSVD-O plugin's shape: LoRA, DoRA, PiSSA (peft), SSVD (inner
+transform only) and full fine-tuning of the same layers.
+
+Each is applied before every training experience (``cl_ssvdo.baselines.apply_adapter`` on the
+current, merged weights), trains alone (every other parameter frozen, optimizer rebuilt over the
+adapter's parameters) and is merged and removed after the experience, so evaluation and the next
+experience see a plain model (same lifecycle and records as
+:class:`strategies.ssvdo_plugin.SSVDOPlugin`).
+
+Budget matching. Give either an explicit setting (``rank`` for LoRA/DoRA/PiSSA, ``inner_ratio``
+for SSVD) or ``match=`` an SSVD-O schedule (or an ``SSVDOPlugin``): per experience the SSVD-O
+count ``B`` of the same layers is computed from that schedule and
+
+- LoRA/DoRA/PiSSA get the largest uniform rank whose count does not exceed ``B``
+  (:func:`cl_ssvdo.budget.match_rank`);
+- SSVD gets the per-layer inner ranks of :func:`cl_ssvdo.budget.allocate` with the whole
+  budget on the inner side (inner share 1), also never above ``B``.
+
+The record of each experience reports ``B`` (``record.budget``), the matched setting and the
+ratio count / B. A uniform LoRA rank moves the count in steps of ``sum(m + n)`` over the layers,
+so a small ``B`` can only be matched coarsely; ``max_shortfall`` (e.g. 0.05) turns a match
+further below ``B`` than that into an error before training starts.
+
+Example
+-------
+>>> from strategies.schedule import BudgetSchedule
+>>> ssvdo = BudgetSchedule.constant({"inner_ratio": 0.5, "outer_rank": 8})
+>>> lora = LoRAPlugin(match=ssvdo)        # rank matched to SSVD-O's count, per experience
+>>> dora = DoRAPlugin(rank=4)             # explicit rank
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from cl_ssvdo import budget as budget_lib
+from cl_ssvdo.baselines import apply_adapter
+
+from .schedule import BudgetSchedule, LayerSetting
+from .ssvdo_plugin import DEFAULT_TARGETS, AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin
+
+__all__ = [
+    "BaselinePlugin",
+    "LoRAPlugin",
+    "DoRAPlugin",
+    "PiSSAPlugin",
+    "SSVDPlugin",
+    "FullFTPlugin",
+    "make_baseline_plugin",
+]
+
+_RANK_METHODS = ("lora", "dora", "pissa")
+
+
+def _as_schedule(match: Any) -> tuple[BudgetSchedule, bool]:
+    """(schedule, outer) of what a baseline is matched to."""
+    if isinstance(match, SSVDOPlugin):
+        return match.schedule, match.outer
+    if isinstance(match, BudgetSchedule):
+        return match, True
+    if isinstance(match, Mapping):
+        return BudgetSchedule.from_dict(match, where="match"), True
+    raise TypeError(
+        f"match: expected an SSVD-O BudgetSchedule, its mapping or an SSVDOPlugin, got {type(match).__name__}"
+    )
+
+
+class BaselinePlugin(AdapterPlugin):
+    """A ``cl_ssvdo.baselines`` method re-applied per experience (see the module docstring).
+
+    Arguments
+    ---------
+    method : str
+        ``"lora"``, ``"dora"``, ``"pissa"`` or ``"full"`` (SSVD: :class:`SSVDPlugin`).
+    targets : sequence of str
+        Glob patterns of the ``nn.Linear`` layers (same as the SSVD-O plugin's).
+    rank : int, optional
+        Explicit LoRA-family rank (or give ``match``).
+    match : BudgetSchedule, mapping or SSVDOPlugin, optional
+        The SSVD-O schedule whose per-experience count the rank is matched to.
+    max_shortfall : float, optional
+        Raise before training when a matched count is below ``(1 - max_shortfall) * B``.
+    log_metrics : bool
+        Publish the per-experience scalars through the strategy's evaluator.
+    **settings :
+        Other settings of the method (``alpha``, ``dropout``, ``pissa_init``, ``bias``).
+    """
+
+    def __init__(
+        self,
+        method: str,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        *,
+        rank: int | None = None,
+        match: BudgetSchedule | Mapping[str, Any] | SSVDOPlugin | None = None,
+        max_shortfall: float | None = None,
+        log_metrics: bool = True,
+        **settings: Any,
+    ) -> None:
+        super().__init__(targets, log_metrics)
+        if method not in (*_RANK_METHODS, "full"):
+            raise ValueError(
+                f"method: expected one of {[*_RANK_METHODS, 'full']} (SSVD: SSVDPlugin), got {method!r}"
+            )
+        if method in _RANK_METHODS and (rank is None) == (match is None):
+            raise ValueError(f"{method}: give exactly one of rank= or match=")
+        if method == "full" and (rank is not None or match is not None):
+            raise ValueError("full: fine-tunes the whole layers; rank/match do not apply")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"rank: must be an int >= 1, got {rank!r}")
+        if max_shortfall is not None and not 0.0 <= max_shortfall < 1.0:
+            raise ValueError(f"max_shortfall: must be in [0, 1), got {max_shortfall!r}")
+        if "rank" in settings or "inner_ratio" in settings:
+            raise ValueError("settings: pass rank= explicitly")
+        self.adapter_method = method
+        self.rank = rank
+        self.match = None if match is None else _as_schedule(match)
+        self.max_shortfall = max_shortfall
+        self.settings = dict(settings)
+        self._handle = None
+
+    # -------------------------------------------------------------- matching
+    def ssvdo_budget(self, model: nn.Module, experience: int) -> int | None:
+        """The SSVD-O count this plugin is matched to at ``experience`` (None if explicit)."""
+        if self.match is None:
+            return None
+        schedule, outer = self.match
+        return schedule.total(experience, self.target_layers(model), outer=outer)
+
+    def matched_rank(self, model: nn.Module, experience: int) -> tuple[int | None, int | None]:
+        """``(rank, SSVD-O budget)`` at ``experience``."""
+        budget = self.ssvdo_budget(model, experience)
+        if budget is None:
+            return self.rank, None
+        shapes = [(m, n) for _, m, n in self.target_layers(model)]
+        rank, count = budget_lib.match_rank(self.adapter_method, shapes, budget)
+        if self.max_shortfall is not None and count < (1.0 - self.max_shortfall) * budget:
+            raise ValueError(
+                f"{self.adapter_method}: the largest uniform rank ({rank}) gives {count} parameters, "
+                f"{100 * (1 - count / budget):.1f}% below the SSVD-O count {budget} at experience "
+                f"{experience} (max_shortfall={self.max_shortfall}); one rank step costs "
+                f"{sum(m + n for m, n in shapes)} here"
+            )
+        return rank, budget
+
+    def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
+        if self.match is None:
+            return
+        self.match[0].check_length(n_experiences)
+        for i in range(n_experiences):
+            self.matched_rank(model, i)
+
+    # -------------------------------------------------------------- lifecycle
+    def attach(self, strategy, experience: int) -> ExperienceRecord:
+        model = strategy.model
+        settings = dict(self.settings)
+        rank, budget = (None, None)
+        if self.adapter_method in _RANK_METHODS:
+            rank, budget = self.matched_rank(model, experience)
+            settings["rank"] = rank
+        self._had_peft_config = hasattr(model, "peft_config")
+        self._handle = apply_adapter(model, self.adapter_method, list(self.targets), **settings)
+        layers = [
+            LayerRecord(
+                name=row.name,
+                out_features=row.shape[0],
+                in_features=row.shape[1],
+                trainable=row.trainable,
+                rank=rank or 0,
+            )
+            for row in self._handle.summary()
+        ]
+        total = sum(layer.trainable for layer in layers)
+        record_settings: dict[str, Any] = {"method": self.adapter_method, **settings}
+        if budget is not None:
+            record_settings["matched_ratio"] = total / budget
+        return ExperienceRecord(
+            experience=experience,
+            method=self.adapter_method,
+            layers=layers,
+            total_trainable=total,
+            settings=record_settings,
+            budget=budget,
+        )
+
+    def detach(self, strategy, record: ExperienceRecord) -> None:
+        merged = self._handle.merge()
+        if merged is not strategy.model:
+            strategy.model = merged
+        if not self._had_peft_config and hasattr(strategy.model, "peft_config"):
+            # peft's tuner leaves its config on the module; the plain model had none.
+            del strategy.model.peft_config
+        self._handle = None
+
+
+class LoRAPlugin(BaselinePlugin):
+    """LoRA (peft) per experience; ``rank=`` or ``match=`` (module docstring)."""
+
+    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
+        super().__init__("lora", targets, **kwargs)
+
+
+class DoRAPlugin(BaselinePlugin):
+    """DoRA (peft, ``use_dora=True``) per experience; ``rank=`` or ``match=``."""
+
+    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
+        super().__init__("dora", targets, **kwargs)
+
+
+class PiSSAPlugin(BaselinePlugin):
+    """PiSSA (peft, SVD initialisation on the current weights) per experience."""
+
+    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
+        super().__init__("pissa", targets, **kwargs)
+
+
+class FullFTPlugin(BaselinePlugin):
+    """Full fine-tuning of the target layers only (weights and, with ``bias=True``, biases)."""
+
+    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, bias: bool = True, **kwargs: Any):
+        super().__init__("full", targets, bias=bias, **kwargs)
+
+
+class SSVDPlugin(SSVDOPlugin):
+    """SSVD: the inner transform alone, re-applied per experience.
+
+    Give ``inner_ratio=`` (the same p on every layer, every experience), or a ``schedule`` of
+    explicit settings (outer ranks are ignored), or ``match=`` an SSVD-O schedule / plugin:
+    each experience the SSVD-O count B is given to :func:`cl_ssvdo.budget.allocate` with inner
+    share 1 over the same layers (count <= B).
+    """
+
+    adapter_method = "ssvd"
+
+    def __init__(
+        self,
+        inner_ratio: float | None = None,
+        *,
+        schedule: BudgetSchedule | Mapping[str, Any] | None = None,
+        match: BudgetSchedule | Mapping[str, Any] | SSVDOPlugin | None = None,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        tau: float = 1e-3,
+        rotation: str = "cayley",
+        subspace: str = "top",
+        log_metrics: bool = True,
+    ) -> None:
+        given = [x is not None for x in (inner_ratio, schedule, match)]
+        if sum(given) != 1:
+            raise ValueError("SSVDPlugin: give exactly one of inner_ratio=, schedule= or match=")
+        if inner_ratio is not None:
+            schedule = BudgetSchedule.constant({"inner_ratio": inner_ratio})
+        self.match = None if match is None else _as_schedule(match)
+        super().__init__(
+            schedule if schedule is not None else self.match[0],
+            targets=targets,
+            tau=tau,
+            rotation=rotation,
+            subspace=subspace,
+            outer=False,
+            log_metrics=log_metrics,
+        )
+
+    def ssvdo_budget(self, model: nn.Module, experience: int) -> int | None:
+        if self.match is None:
+            return None
+        schedule, outer = self.match
+        return schedule.total(experience, self.target_layers(model), outer=outer)
+
+    def resolve(self, model: nn.Module, experience: int) -> list[LayerSetting]:
+        budget = self.ssvdo_budget(model, experience)
+        if budget is None:
+            return super().resolve(model, experience)
+        inner_only = BudgetSchedule.constant({"budget": budget, "inner_share": 1.0})
+        return inner_only.resolve(0, self.target_layers(model), outer=False)
+
+    def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
+        self.schedule.check_length(n_experiences)
+        for i in range(n_experiences):
+            self.resolve(model, i)
+
+    def attach(self, strategy, experience: int) -> ExperienceRecord:
+        budget = self.ssvdo_budget(strategy.model, experience)  # on the plain model
+        record = super().attach(strategy, experience)
+        if budget is not None:
+            record.budget = budget
+            record.settings = {
+                "budget": budget,
+                "inner_share": 1.0,
+                "matched_ratio": record.total_trainable / budget,
+            }
+        return record
+
+
+def make_baseline_plugin(method: str, **kwargs: Any) -> AdapterPlugin:
+    """Plugin by method name: ``ssvdo``, ``ssvd``, ``lora``, ``dora``, ``pissa``, ``full``."""
+    if method == "ssvdo":
+        return SSVDOPlugin(**kwargs)
+    if method == "ssvd":
+        return SSVDPlugin(**kwargs)
+    return BaselinePlugin(method, **kwargs)

@@ -1,0 +1,468 @@
+"""Per-experience, per-layer-group SSVD-O budget schedules.
+
+A schedule says, for every training experience and every *layer group* (a named set of glob
+patterns over module names, e.g. ``{"up": "*ffn.0", "down": "*ffn.3"}`` or lower vs upper
+blocks), which SSVD-O setting the group's layers get. A group setting is either
+
+- explicit: ``{"inner_ratio": p, "outer_rank": l}`` (the same ``(p, l)`` on every layer of the
+  group; ``l`` is clipped per layer to what the layer has room for, ``min(l, r, m - n)`` and 0
+  where ``m <= n``, exactly as :func:`cl_ssvdo.budget.effective_outer_rank` counts it), or
+- a budget: ``{"budget": B, "inner_share": s}``: at most ``B`` trainable parameters over the
+  group, a share ``s`` of them for the inner transform, turned into per-layer ``(p, l)`` by
+  :func:`cl_ssvdo.budget.allocate`.
+
+Three forms (:class:`BudgetSchedule` constructors, and :meth:`BudgetSchedule.from_dict`):
+
+- ``constant``: the same settings for every experience (any stream length);
+- ``per_experience``: a list, one entry per experience (the stream must not be longer);
+- ``decaying``: a start setting multiplied by ``factor ** i`` at experience ``i`` (e.g. shrink
+  ``p`` to protect earlier domains); ``outer_rank`` and ``budget`` are rounded down.
+
+Validation raises ``ScheduleError`` (a ``ValueError``) naming the offending field: unknown
+group, a malformed setting, a budget below the smallest setting, a schedule shorter than the
+stream, a target layer that no group (or more than one) covers.
+
+This module depends on ``cl_ssvdo.budget`` only (no torch, no Avalanche).
+
+Example
+-------
+>>> s = BudgetSchedule.from_dict({
+...     "groups": {"up": "*ffn.0", "down": "*ffn.3"},
+...     "decaying": {"start": {"up": {"inner_ratio": 0.5, "outer_rank": 4},
+...                            "down": {"inner_ratio": 0.5}},
+...                  "factor": {"inner_ratio": 0.5}},
+... })
+>>> layers = [("enc.0.ffn.0", 64, 16), ("enc.0.ffn.3", 16, 64)]
+>>> [(x.name, x.inner_rank, x.outer_rank) for x in s.resolve(1, layers)]
+[('enc.0.ffn.0', 4, 4), ('enc.0.ffn.3', 4, 0)]
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from fnmatch import fnmatchcase
+from typing import Any
+
+from cl_ssvdo import budget as budget_lib
+
+__all__ = [
+    "ScheduleError",
+    "GroupSetting",
+    "LayerSetting",
+    "BudgetSchedule",
+    "DEFAULT_GROUP",
+]
+
+DEFAULT_GROUP = "all"
+_EXPLICIT_FIELDS = ("inner_ratio", "outer_rank")
+_BUDGET_FIELDS = ("budget", "inner_share")
+_SETTING_FIELDS = _EXPLICIT_FIELDS + _BUDGET_FIELDS
+_FORMS = ("constant", "per_experience", "decaying")
+
+
+class ScheduleError(ValueError):
+    """A budget schedule that cannot be used; the message names the field at fault."""
+
+
+@dataclass(frozen=True)
+class GroupSetting:
+    """One group's setting for one experience: explicit ``(inner_ratio, outer_rank)`` or a
+    parameter ``budget`` with an ``inner_share``. Exactly one of the two kinds is set."""
+
+    inner_ratio: float | None = None
+    outer_rank: int | None = None
+    budget: int | None = None
+    inner_share: float | None = None
+
+    @property
+    def is_budget(self) -> bool:
+        return self.budget is not None
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> GroupSetting:
+        """Validate a mapping (or a ``GroupSetting``); ``where`` names it in errors."""
+        if isinstance(data, GroupSetting):
+            data = {k: v for k, v in asdict(data).items() if v is not None}
+        if not isinstance(data, Mapping):
+            raise ScheduleError(f"{where}: expected a mapping of setting fields, got {data!r}")
+        unknown = sorted(set(data) - set(_SETTING_FIELDS))
+        if unknown:
+            raise ScheduleError(
+                f"{where}: unknown field(s) {unknown}; allowed: {list(_SETTING_FIELDS)}"
+            )
+        has_explicit = any(f in data for f in _EXPLICIT_FIELDS)
+        has_budget = any(f in data for f in _BUDGET_FIELDS)
+        if has_explicit and has_budget:
+            raise ScheduleError(
+                f"{where}: give either inner_ratio/outer_rank or budget/inner_share, not both"
+            )
+        if has_budget:
+            b, s = data.get("budget"), data.get("inner_share")
+            if b is None or s is None:
+                raise ScheduleError(f"{where}: a budget setting needs both budget and inner_share")
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise ScheduleError(f"{where}.budget: must be an int >= 1, got {b!r}")
+            _check_unit(s, f"{where}.inner_share")
+            return cls(budget=b, inner_share=float(s))
+        if "inner_ratio" not in data:
+            raise ScheduleError(f"{where}: needs inner_ratio (and optionally outer_rank) or budget")
+        p, lr = data["inner_ratio"], data.get("outer_rank", 0)
+        _check_unit(p, f"{where}.inner_ratio")
+        if isinstance(lr, bool) or not isinstance(lr, int) or lr < 0:
+            raise ScheduleError(f"{where}.outer_rank: must be an int >= 0, got {lr!r}")
+        return cls(inner_ratio=float(p), outer_rank=lr)
+
+    def scaled(self, factors: Mapping[str, float], power: int) -> GroupSetting:
+        """The setting with each field in ``factors`` multiplied by ``factor ** power``;
+        integer fields are rounded down (``budget`` never below 1 is *not* enforced here, the
+        resolver reports a too-small budget with its location)."""
+        changes: dict[str, Any] = {}
+        for field, factor in factors.items():
+            value = getattr(self, field)
+            if value is None:
+                continue
+            scaled = value * factor**power
+            if field in ("outer_rank", "budget"):
+                scaled = int(math.floor(scaled + 1e-9))
+            else:
+                scaled = min(1.0, float(scaled))
+            changes[field] = scaled
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class LayerSetting:
+    """A resolved per-layer setting. ``trainable`` is the SSVD-O parameter count
+    (:func:`cl_ssvdo.budget.ssvdo_params`) of ``(inner_ratio, outer_rank)`` on this layer."""
+
+    name: str
+    group: str
+    out_features: int
+    in_features: int
+    inner_ratio: float
+    outer_rank: int
+    inner_rank: int
+    trainable: int
+
+
+def _check_unit(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ScheduleError(f"{where}: must be a number in [0, 1], got {value!r}")
+
+
+def _normalise_groups(
+    groups: Mapping[str, str | Sequence[str]] | None,
+) -> dict[str, tuple[str, ...]]:
+    if groups is None:
+        return {DEFAULT_GROUP: ("*",)}
+    if not isinstance(groups, Mapping) or not groups:
+        raise ScheduleError(f"groups: expected a non-empty mapping name -> glob(s), got {groups!r}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, pats in groups.items():
+        if not isinstance(name, str) or not name:
+            raise ScheduleError(f"groups: group names must be non-empty strings, got {name!r}")
+        pats_t = (pats,) if isinstance(pats, str) else tuple(pats)
+        if not pats_t or not all(isinstance(p, str) and p for p in pats_t):
+            raise ScheduleError(f"groups.{name}: expected a glob or a list of globs, got {pats!r}")
+        out[name] = pats_t
+    return out
+
+
+class BudgetSchedule:
+    """Settings per experience and layer group; see the module docstring.
+
+    Arguments
+    ---------
+    groups : mapping name -> glob or list of globs, optional
+        Layer groups over module names (``fnmatch``, case-sensitive). Default: one group
+        ``"all"`` covering every target layer.
+    experiences : sequence of mapping group -> setting
+        One entry per experience (``per_experience`` form), or one entry used for every
+        experience when ``repeat`` is True (``constant`` and ``decaying`` forms).
+    repeat : bool
+        Reuse ``experiences[0]`` for every experience (scaled by ``decay``).
+    decay : mapping field -> factor, optional
+        Multiply those fields by ``factor ** i`` at experience ``i`` (needs ``repeat``).
+    """
+
+    def __init__(
+        self,
+        groups: Mapping[str, str | Sequence[str]] | None,
+        experiences: Sequence[Mapping[str, Any]],
+        *,
+        repeat: bool = False,
+        decay: Mapping[str, float] | None = None,
+    ) -> None:
+        self.groups = _normalise_groups(groups)
+        if isinstance(experiences, Mapping) or not isinstance(experiences, Sequence):
+            raise ScheduleError(
+                f"experiences: expected a list of per-group settings, got {type(experiences).__name__}"
+            )
+        if len(experiences) == 0:
+            raise ScheduleError("experiences: the schedule needs at least one experience")
+        if repeat and len(experiences) != 1:
+            raise ScheduleError("experiences: a constant/decaying schedule has exactly one entry")
+        self.repeat = repeat
+        self.decay = dict(decay or {})
+        if self.decay and not repeat:
+            raise ScheduleError("decay: only a constant start setting can decay")
+        for field, factor in self.decay.items():
+            if field not in _SETTING_FIELDS:
+                raise ScheduleError(
+                    f"decay.{field}: unknown field; allowed: {list(_SETTING_FIELDS)}"
+                )
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+                raise ScheduleError(f"decay.{field}: factor must be a number > 0, got {factor!r}")
+        self.experiences: list[dict[str, GroupSetting]] = [
+            self._parse_entry(entry, f"experiences[{i}]") for i, entry in enumerate(experiences)
+        ]
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def constant(cls, settings: Mapping[str, Any], groups=None) -> BudgetSchedule:
+        """Same settings every experience. ``settings`` is group -> setting, or one setting
+        (for the default single group)."""
+        return cls(groups, [settings], repeat=True)
+
+    @classmethod
+    def per_experience(cls, settings: Sequence[Mapping[str, Any]], groups=None) -> BudgetSchedule:
+        """One entry per experience; training past the last entry is an error."""
+        return cls(groups, list(settings))
+
+    @classmethod
+    def decaying(
+        cls, start: Mapping[str, Any], factor: float | Mapping[str, float], groups=None
+    ) -> BudgetSchedule:
+        """``start`` scaled by ``factor ** i`` at experience ``i``. A number scales
+        ``inner_ratio`` of explicit settings and ``budget`` of budget settings; a mapping
+        names the fields (``{"inner_ratio": 0.5, "outer_rank": 2.0}``)."""
+        if isinstance(factor, Mapping):
+            decay = dict(factor)
+        else:
+            decay = {"inner_ratio": factor, "budget": factor}
+        return cls(groups, [start], repeat=True, decay=decay)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "schedule") -> BudgetSchedule:
+        """Build from config data: ``{"groups": {...}, <form>: ...}`` with exactly one form
+        among ``constant`` (settings), ``per_experience`` (list of settings) and ``decaying``
+        (``{"start": settings, "factor": number or mapping}``)."""
+        if not isinstance(data, Mapping):
+            raise ScheduleError(f"{where}: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"groups", *_FORMS})
+        if unknown:
+            raise ScheduleError(
+                f"{where}: unknown key(s) {unknown}; allowed: groups, {', '.join(_FORMS)}"
+            )
+        forms = [f for f in _FORMS if f in data]
+        if len(forms) != 1:
+            raise ScheduleError(f"{where}: give exactly one of {list(_FORMS)}, got {forms}")
+        form, groups = forms[0], data.get("groups")
+        try:
+            if form == "constant":
+                return cls.constant(data[form], groups)
+            if form == "per_experience":
+                if not isinstance(data[form], Sequence) or isinstance(data[form], str | Mapping):
+                    raise ScheduleError("per_experience: expected a list of settings")
+                return cls.per_experience(data[form], groups)
+            body = data[form]
+            if not isinstance(body, Mapping) or set(body) != {"start", "factor"}:
+                raise ScheduleError("decaying: expected exactly the keys start and factor")
+            return cls.decaying(body["start"], body["factor"], groups)
+        except ScheduleError as err:
+            raise ScheduleError(f"{where}.{err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Inverse of :meth:`from_dict` (for logging the schedule as run parameters)."""
+        groups = {g: list(p) for g, p in self.groups.items()}
+        entries = [{g: s.to_dict() for g, s in e.items()} for e in self.experiences]
+        if not self.repeat:
+            return {"groups": groups, "per_experience": entries}
+        if not self.decay:
+            return {"groups": groups, "constant": entries[0]}
+        return {"groups": groups, "decaying": {"start": entries[0], "factor": dict(self.decay)}}
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def length(self) -> int | None:
+        """Number of experiences the schedule covers; ``None`` for unbounded forms."""
+        return None if self.repeat else len(self.experiences)
+
+    def check_length(self, n_experiences: int) -> None:
+        """Raise if the stream has more experiences than the schedule."""
+        if self.length is not None and n_experiences > self.length:
+            raise ScheduleError(
+                f"experiences: the schedule has {self.length} entr{'y' if self.length == 1 else 'ies'} "
+                f"but the stream has {n_experiences} experiences"
+            )
+
+    def settings_for(self, experience: int) -> dict[str, GroupSetting]:
+        """Group -> setting at ``experience`` (0-based stream index)."""
+        if isinstance(experience, bool) or not isinstance(experience, int) or experience < 0:
+            raise ScheduleError(f"experience: must be an int >= 0, got {experience!r}")
+        if self.repeat:
+            base = self.experiences[0]
+            if not self.decay:
+                return dict(base)
+            return {g: s.scaled(self.decay, experience) for g, s in base.items()}
+        self.check_length(experience + 1)
+        return dict(self.experiences[experience])
+
+    def assign_groups(self, names: Sequence[str]) -> dict[str, str]:
+        """Layer name -> group; every name must fall in exactly one group."""
+        out: dict[str, str] = {}
+        for name in names:
+            hits = [g for g, pats in self.groups.items() if any(fnmatchcase(name, p) for p in pats)]
+            if not hits:
+                raise ScheduleError(
+                    f"groups: target layer {name!r} is in no group {self._groups_text()}"
+                )
+            if len(hits) > 1:
+                raise ScheduleError(f"groups: target layer {name!r} is in several groups {hits}")
+            out[name] = hits[0]
+        return out
+
+    def resolve(
+        self,
+        experience: int,
+        layers: Sequence[tuple[str, int, int]],
+        *,
+        outer: bool = True,
+    ) -> list[LayerSetting]:
+        """Per-layer settings at ``experience`` for ``layers`` = ``[(name, out, in), ...]``.
+
+        ``outer=False`` forces ``outer_rank = 0`` (SSVD); budget settings then give the whole
+        budget to the inner transform. Groups that match none of ``layers`` are an error.
+        """
+        if not layers:
+            raise ScheduleError("layers: no target layer to schedule")
+        where = f"experiences[{experience}]"
+        settings = self.settings_for(experience)
+        membership = self.assign_groups([name for name, _, _ in layers])
+        for g in self.groups:
+            if g not in membership.values():
+                raise ScheduleError(
+                    f"groups.{g}: patterns {list(self.groups[g])} match none of the target layers"
+                )
+        missing = sorted(set(membership.values()) - set(settings))
+        if missing:
+            raise ScheduleError(f"{where}: no setting for group(s) {missing}")
+        by_group: dict[str, list[tuple[str, int, int]]] = {}
+        for layer in layers:
+            by_group.setdefault(membership[layer[0]], []).append(layer)
+        resolved: dict[str, LayerSetting] = {}
+        for g, members in by_group.items():
+            for st in self._resolve_group(settings[g], members, outer, f"{where}.{g}", g):
+                resolved[st.name] = st
+        return [resolved[name] for name, _, _ in layers]
+
+    def total(self, experience: int, layers: Sequence[tuple[str, int, int]], *, outer=True) -> int:
+        """Total trainable SSVD-O parameters at ``experience``."""
+        return sum(s.trainable for s in self.resolve(experience, layers, outer=outer))
+
+    def validate(
+        self, n_experiences: int, layers: Sequence[tuple[str, int, int]], *, outer: bool = True
+    ) -> None:
+        """Resolve every experience of a stream of ``n_experiences`` up front (fail early)."""
+        self.check_length(n_experiences)
+        for i in range(n_experiences):
+            self.resolve(i, layers, outer=outer)
+
+    # ---------------------------------------------------------------- internals
+    def _groups_text(self) -> str:
+        return "{" + ", ".join(f"{g}: {list(p)}" for g, p in self.groups.items()) + "}"
+
+    def _parse_entry(self, entry: Any, where: str) -> dict[str, GroupSetting]:
+        if (
+            isinstance(entry, Mapping)
+            and any(k in _SETTING_FIELDS for k in entry)
+            and not any(k in self.groups for k in entry)
+        ):
+            # A bare setting: allowed only with a single group.
+            if len(self.groups) != 1:
+                raise ScheduleError(
+                    f"{where}: a bare setting needs a single group; name the groups "
+                    f"{list(self.groups)}"
+                )
+            entry = {next(iter(self.groups)): entry}
+        if not isinstance(entry, Mapping) or not entry:
+            raise ScheduleError(f"{where}: expected a mapping group -> setting, got {entry!r}")
+        out = {}
+        for g, setting in entry.items():
+            if g not in self.groups:
+                raise ScheduleError(
+                    f"{where}: unknown group {g!r}; defined groups: {list(self.groups)}"
+                )
+            out[g] = GroupSetting.parse(setting, f"{where}.{g}")
+        absent = [g for g in self.groups if g not in out]
+        if absent:
+            raise ScheduleError(f"{where}: no setting for group(s) {absent}")
+        return out
+
+    @staticmethod
+    def _resolve_group(
+        setting: GroupSetting,
+        members: list[tuple[str, int, int]],
+        outer: bool,
+        where: str,
+        group: str,
+    ) -> list[LayerSetting]:
+        shapes = [(m, n) for _, m, n in members]
+        if setting.is_budget:
+            pairs = _allocate(shapes, setting, outer, where)
+        else:
+            _check_unit(setting.inner_ratio, f"{where}.inner_ratio")
+            l_req = setting.outer_rank if outer else 0
+            pairs = [(setting.inner_ratio, l_req)] * len(members)
+        out = []
+        for (name, m, n), (p, lr) in zip(members, pairs, strict=True):
+            l_eff = budget_lib.effective_outer_rank(m, n, int(lr))
+            out.append(
+                LayerSetting(
+                    name=name,
+                    group=group,
+                    out_features=m,
+                    in_features=n,
+                    inner_ratio=float(p),
+                    outer_rank=l_eff,
+                    inner_rank=budget_lib.inner_rank(float(p), min(m, n)),
+                    trainable=budget_lib.ssvdo_params(m, n, float(p), l_eff),
+                )
+            )
+        return out
+
+
+def _allocate(
+    shapes: list[tuple[int, int]], setting: GroupSetting, outer: bool, where: str
+) -> list[tuple[float, int]]:
+    """``cl_ssvdo.budget.allocate`` with errors that name the schedule entry, and a check that
+    each part given a positive share can buy at least its smallest setting."""
+    b = int(setting.budget or 0)
+    share = 1.0 if not outer else float(setting.inner_share)
+    if b < 1:
+        raise ScheduleError(
+            f"{where}.budget: {b} is below the smallest setting (k=1 on one layer: 1 parameter)"
+        )
+    if outer and share < 1.0 and any(m > n for m, n in shapes):
+        b_out = min(b, math.floor((1.0 - share) * b + 1e-9))
+        cheapest = min(m - n for m, n in shapes if m > n)
+        if b_out < cheapest:
+            raise ScheduleError(
+                f"{where}.budget: the outer part {b_out} (= {1.0 - share:g} of {b}) is below the "
+                f"smallest outer setting (l=1 costs {cheapest} parameters); raise the budget or "
+                f"set inner_share to 1"
+            )
+    try:
+        with warnings.catch_warnings():
+            # No layer with out > in: the allocator moves the outer share to inner; expected
+            # for groups such as down-projections, so not worth a warning per experience.
+            warnings.simplefilter("ignore", UserWarning)
+            return budget_lib.allocate(shapes, b, share)
+    except ValueError as err:
+        raise ScheduleError(f"{where}.{err}") from None
