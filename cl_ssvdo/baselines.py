@@ -1,0 +1,286 @@
+"""One interface to put SSVD-O or a baseline on the same layers of any ``nn.Module``.
+
+Methods: ``"ssvdo"`` and ``"ssvd"`` (this package's :class:`cl_ssvdo.SSVDOLinear`, SSVD being
+``outer_rank=0``), ``"lora"``, ``"dora"``, ``"pissa"`` (``peft``'s ``LoraModel`` tuner applied
+straight to the plain module -- no transformers model needed -- with ``use_dora=True`` or
+``init_lora_weights="pissa"``), and ``"full"`` (the targets' own weights and biases train).
+
+Targets are glob patterns over module names (``fnmatch``, case-sensitive), e.g. ``"*ffn.0"``.
+Each pattern must match at least one ``nn.Linear``; linear layers inside
+``nn.MultiheadAttention`` are never selected (its fused kernel reads ``out_proj`` directly).
+Every method adapts exactly the same resolved layers.
+
+:func:`apply_adapter` freezes every parameter of the model, then makes the adapter's parameters
+(only) trainable; :meth:`AdapterHandle.merge` writes the adapted weights into plain
+``nn.Linear`` layers, removes every adapter module and restores each parameter's original
+``requires_grad``. Unfreeze anything else (e.g. an output head) after applying.
+
+Settings per method:
+
+- ``ssvdo``: ``inner_ratio`` (required) and ``outer_rank=0`` for every layer, or instead
+  ``allocation``, one ``(inner_ratio, outer_rank)`` per matched layer in model order (what
+  :func:`cl_ssvdo.budget.allocate` returns); ``tau=1e-3``, ``rotation="cayley"``,
+  ``subspace="top"``. ``ssvd``: ``inner_ratio``, ``tau``, ``rotation``, ``subspace``.
+- ``lora`` / ``dora`` / ``pissa``: ``rank`` (required), ``alpha=rank`` (scale ``alpha / rank``),
+  ``dropout=0.0``; ``pissa`` also ``pissa_init="pissa"`` (or ``"pissa_niter_<n>"``, peft's
+  fast randomized SVD).
+- ``full``: ``bias=True``.
+
+Example
+-------
+>>> import torch
+>>> from torch import nn
+>>> model = nn.Sequential()
+>>> model.add_module("ffn", nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16)))
+>>> handle = apply_adapter(model, "lora", ["*ffn.0", "*ffn.2"], rank=2)
+>>> [(row.name, row.shape, row.trainable) for row in handle.summary()]
+[('ffn.0', (64, 16), 160), ('ffn.2', (16, 64), 160)]
+>>> type(handle.merge().ffn[0]).__name__
+'Linear'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import nn
+
+__all__ = ["Method", "METHODS", "AdapterLayer", "AdapterHandle", "resolve_targets", "apply_adapter"]
+
+Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "full"]
+METHODS: tuple[str, ...] = ("ssvdo", "ssvd", "lora", "dora", "pissa", "full")
+
+_ALLOWED: dict[str, dict[str, Any]] = {
+    "ssvdo": {
+        "inner_ratio": None,
+        "outer_rank": 0,
+        "allocation": None,
+        "tau": 1e-3,
+        "rotation": "cayley",
+        "subspace": "top",
+    },
+    "ssvd": {"inner_ratio": None, "tau": 1e-3, "rotation": "cayley", "subspace": "top"},
+    "lora": {"rank": None, "alpha": None, "dropout": 0.0},
+    "dora": {"rank": None, "alpha": None, "dropout": 0.0},
+    "pissa": {"rank": None, "alpha": None, "dropout": 0.0, "pissa_init": "pissa"},
+    "full": {"bias": True},
+}
+
+
+@dataclass(frozen=True)
+class AdapterLayer:
+    """One adapted layer: module name, ``(out_features, in_features)``, trainable parameters."""
+
+    name: str
+    shape: tuple[int, int]
+    trainable: int
+
+
+def _inside_mha(name: str, mha_names: list[str]) -> bool:
+    return any(name.startswith(prefix + ".") for prefix in mha_names)
+
+
+def resolve_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
+    """Names of the ``nn.Linear`` modules matched by the glob ``targets``, in model order.
+
+    Modules inside ``nn.MultiheadAttention`` are skipped. Raises ``ValueError`` naming the
+    pattern when it matches no module (or only attention internals), and ``TypeError`` naming
+    pattern and module when it matches a module that is not an ``nn.Linear`` -- the same rule
+    as :func:`cl_ssvdo.ssvdo.inject.inject_ssvdo`, so every method adapts the same layers.
+    """
+    if isinstance(targets, str) or len(targets) == 0:
+        raise ValueError(f"targets: expected a non-empty list of glob patterns, got {targets!r}")
+    modules = [(name, mod) for name, mod in model.named_modules() if name]
+    mha = [name for name, mod in modules if isinstance(mod, nn.MultiheadAttention)]
+    chosen: set[str] = set()
+    for pattern in targets:
+        hits = [(name, mod) for name, mod in modules if fnmatch.fnmatchcase(name, pattern)]
+        usable = [(name, mod) for name, mod in hits if not _inside_mha(name, mha)]
+        if not usable:
+            where = " outside torch.nn.MultiheadAttention" if hits else ""
+            raise ValueError(f"targets: pattern {pattern!r} matches no module{where}")
+        for name, mod in usable:
+            if not isinstance(mod, nn.Linear):
+                raise TypeError(
+                    f"targets: pattern {pattern!r} matches module {name!r} of type "
+                    f"{type(mod).__name__}; only torch.nn.Linear can be adapted"
+                )
+            chosen.add(name)
+    return [name for name, _ in modules if name in chosen]
+
+
+def _settings(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    allowed = _ALLOWED[method]
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"settings: {unknown} not accepted by method {method!r}; accepted: {sorted(allowed)}"
+        )
+    out = {**allowed, **given}
+    if out.get("allocation") is not None:
+        if "inner_ratio" in given or "outer_rank" in given:
+            raise ValueError("settings: give either allocation or inner_ratio/outer_rank, not both")
+        out["inner_ratio"] = out["outer_rank"] = None
+        return out
+    missing = [k for k in ("inner_ratio", "rank") if k in allowed and out[k] is None]
+    if missing:
+        raise ValueError(f"settings: method {method!r} needs {missing[0]}=...")
+    return out
+
+
+class AdapterHandle:
+    """The adapted model plus what is needed to inspect and merge it.
+
+    ``model`` is the very object passed to :func:`apply_adapter`, modified in place.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str,
+        names: list[str],
+        settings: dict[str, Any],
+        requires_grad: dict[str, bool],
+        tuner: Any = None,
+    ) -> None:
+        self.model = model
+        self.method = method
+        self.targets = names
+        self.settings = settings
+        self._requires_grad = requires_grad
+        self._tuner = tuner
+        self._shapes = {name: _linear_shape(model.get_submodule(name)) for name in names}
+        self.merged = False
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer should update: those with ``requires_grad`` (empty
+        placeholders, e.g. an outer ``L`` of shape (m - n, 0), left out)."""
+        return [p for p in self.model.parameters() if p.requires_grad and p.numel() > 0]
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def summary(self) -> list[AdapterLayer]:
+        """Per adapted layer: name, ``(out, in)`` shape and number of trainable parameters."""
+        rows = []
+        for name in self.targets:
+            module = self.model.get_submodule(name)
+            count = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            rows.append(AdapterLayer(name, self._shapes[name], count))
+        return rows
+
+    def merge(self) -> nn.Module:
+        """Write the adapted weights into the layers and remove every adapter module.
+
+        Returns the (same) model with plain ``nn.Linear`` targets; parameters get back the
+        ``requires_grad`` they had before :func:`apply_adapter`. A handle merges once.
+        """
+        if self.merged:
+            raise RuntimeError(f"{self.method} adapter was already merged")
+        if self.method in ("ssvdo", "ssvd"):
+            from cl_ssvdo.ssvdo import merge_ssvdo
+
+            merge_ssvdo(self.model)
+        elif self.method in ("lora", "dora", "pissa"):
+            self.model = self._tuner.merge_and_unload()
+            self._tuner = None
+        for name, param in self.model.named_parameters():
+            if name in self._requires_grad:
+                param.requires_grad_(self._requires_grad[name])
+        self.merged = True
+        return self.model
+
+
+def _linear_shape(module: nn.Module) -> tuple[int, int]:
+    base = module
+    while not isinstance(base, nn.Linear) and hasattr(base, "base_layer"):
+        base = base.base_layer
+    if not isinstance(base, nn.Linear):
+        raise TypeError(f"expected an nn.Linear (or a wrapper of one), got {type(module).__name__}")
+    return base.out_features, base.in_features
+
+
+def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraModel
+
+    rank = s["rank"]
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank: must be an int >= 1, got {rank!r}")
+    extra: dict[str, Any] = {}
+    if method == "dora":
+        extra["use_dora"] = True
+    elif method == "pissa":
+        extra["init_lora_weights"] = s["pissa_init"]
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank if s["alpha"] is None else s["alpha"],
+        lora_dropout=s["dropout"],
+        # Exact names as one anchored regex: peft's list form would also match name suffixes.
+        target_modules="^(?:" + "|".join(re.escape(n) for n in names) + ")$",
+        bias="none",
+        **extra,
+    )
+    return LoraModel(model, config, adapter_name="default")
+
+
+def _exact_glob(name: str) -> str:
+    """A glob matching exactly ``name`` (fnmatch treats ``[``, ``]``, ``*``, ``?`` specially)."""
+    return re.sub(r"([\[\]*?])", r"[\1]", name)
+
+
+def _apply_ssvdo(model: nn.Module, names: list[str], s: dict[str, Any]) -> None:
+    from cl_ssvdo.ssvdo import inject_ssvdo
+
+    if s.get("allocation") is None:
+        per_layer = {"inner_ratio": s["inner_ratio"], "outer_rank": s.get("outer_rank", 0)}
+        plan = {_exact_glob(n): per_layer for n in names}
+    else:
+        alloc = list(s["allocation"])
+        if len(alloc) != len(names):
+            raise ValueError(
+                f"allocation: {len(alloc)} (inner_ratio, outer_rank) pairs for {len(names)} "
+                f"matched layers {names}"
+            )
+        plan = {
+            _exact_glob(n): {"inner_ratio": float(p), "outer_rank": int(ol)}
+            for n, (p, ol) in zip(names, alloc, strict=True)
+        }
+    inject_ssvdo(
+        model, plan, tau=s["tau"], rotation=s["rotation"], subspace=s["subspace"], freeze_base=True
+    )
+
+
+def apply_adapter(
+    model: nn.Module, method: Method, targets: Sequence[str], **settings: Any
+) -> AdapterHandle:
+    """Adapt the layers of ``model`` matched by ``targets`` with ``method`` (in place).
+
+    Args:
+        model: any module; its matched ``nn.Linear`` layers get the adapter.
+        method: one of :data:`METHODS`.
+        targets: glob patterns over module names (see :func:`resolve_targets`).
+        **settings: the method's settings (module docstring).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: unknown {method!r}, expected one of {list(METHODS)}")
+    s = _settings(method, settings)
+    names = resolve_targets(model, targets)
+    requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    model.requires_grad_(False)
+    tuner = None
+    if method in ("ssvdo", "ssvd"):
+        _apply_ssvdo(model, names, s)
+    elif method == "full":
+        for name in names:
+            layer = model.get_submodule(name)
+            layer.weight.requires_grad_(True)
+            if s["bias"] and layer.bias is not None:
+                layer.bias.requires_grad_(True)
+    else:
+        tuner = _apply_peft(model, method, names, s)
+    return AdapterHandle(model, method, names, s, requires_grad, tuner)

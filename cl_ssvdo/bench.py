@@ -1,0 +1,635 @@
+"""Adapter benchmark: SSVD-O against peft LoRA, the frozen model and full-factor recomposition.
+
+Run ``python -m cl_ssvdo.bench`` (OWSM-like and small stacks), ``--small`` (small only) or
+``--quick`` (tiny smoke run). Everything runs side by side in one process and the report
+prints ratios, so the numbers compare like with like on whatever machine runs it.
+
+What is measured, per feed-forward stack (``blocks`` x [Linear d->ffn, ReLU, Linear ffn->d]
+with residuals, targets ``*ffn.0`` / ``*ffn.3``, ``tokens`` rows of input):
+
+- train step (forward, loss, backward, AdamW step; median (``--stat min``: minimum) of
+  ``repeats`` after ``warmup``,
+  variants interleaved round-robin so background load hits them alike) of: the frozen model,
+  peft LoRA at the rank :func:`cl_ssvdo.budget.match_rank` gives for the budget, SSVD-O at
+  every inner share of the same budget (:func:`cl_ssvdo.budget.allocate`), and the peer's way
+  (:class:`FullFactorSSVDO`, W' = U' diag(s') V'^T recomposed from full factors every forward,
+  as the public SSVD code does) at the default share. The input requires its gradient in every
+  variant (as a layer below it would), so the frozen step includes a backward pass.
+- peak memory of one train step: on CUDA ``torch.cuda.max_memory_allocated``; on CPU an
+  account of parameters + buffers + gradients + optimizer state + the tensors autograd saves
+  for backward (``saved_tensors_hooks``, storages counted once, weights not double counted).
+  Transient temporaries are not in the CPU figure.
+- inference (no grad) of the merged SSVD-O model vs the base model.
+- set-up: SSVD-O injection (its decomposition) of all targets vs one full thin
+  ``torch.linalg.svd`` of the same weights.
+- adapter buffers: bytes SSVD-O stores beside the frozen weights vs those weights' bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cl_ssvdo import budget
+from cl_ssvdo.baselines import AdapterHandle, apply_adapter, resolve_targets
+
+TARGETS = ("*ffn.0", "*ffn.3")
+DEFAULT_SHARES = (1.0, 0.75, 0.5, 0.25, 0.0)
+TARGET_STEP_VS_LORA = 1.10
+TARGET_PEER_SPEEDUP = 2.0
+TARGET_SETUP_VS_SVD = 1 / 3
+TARGET_BUFFERS_VS_WEIGHTS = 1.0
+TARGET_MERGED_INFERENCE = 1.00
+
+
+@dataclass(frozen=True)
+class StackShape:
+    """A feed-forward stack: model width ``d``, hidden ``ffn``, ``blocks``, input ``tokens``."""
+
+    name: str
+    d: int
+    ffn: int
+    blocks: int
+    tokens: int
+
+
+class FFBlock(nn.Module):
+    """SpeechBrain-named feed-forward block: ``ffn.0`` (d -> ffn) and ``ffn.3`` (ffn -> d)."""
+
+    def __init__(self, d: int, ffn: int) -> None:
+        super().__init__()
+        self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Dropout(0.0), nn.Linear(ffn, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.ffn(x)
+
+
+class FFStack(nn.Module):
+    """``blocks`` residual feed-forward blocks; x: (tokens, d) -> (tokens, d)."""
+
+    def __init__(self, d: int, ffn: int, blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(FFBlock(d, ffn) for _ in range(blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+# --------------------------------------------------------------------------- the peer's way
+class FullFactorSSVDO(nn.Module):
+    """Reference SSVD-O that keeps full factors and recomposes W' on every forward.
+
+    Stores U (m x r), s (r), V (n x r) and, with an outer rank, a dense U_perp (m x (m - n)),
+    like the public SSVD code (which has no outer part; U_perp is the direct extension).
+    Same trainable parameters as :class:`cl_ssvdo.SSVDOLinear` (Cayley rotation, tau).
+    Used only to measure what the structured forward saves. x: (..., n) -> (..., m).
+    """
+
+    def __init__(
+        self, base: nn.Linear, inner_ratio: float, outer_rank: int, tau: float = 1e-3
+    ) -> None:
+        super().__init__()
+        m, n = base.weight.shape
+        self.k = budget.inner_rank(inner_ratio, min(m, n))
+        self.l = budget.effective_outer_rank(m, n, outer_rank)
+        self.tau = tau
+        weight = base.weight.detach()
+        U, s, Vh = torch.linalg.svd(weight, full_matrices=self.l > 0)
+        r = min(m, n)
+        self.register_buffer("U", U[:, :r].contiguous())
+        self.register_buffer("s", s)
+        self.register_buffer("V", Vh[:r].T.contiguous())
+        self.register_buffer("U_perp", U[:, r:].contiguous() if self.l else weight.new_zeros(0))
+        bias = base.bias.detach().clone() if base.bias is not None else None
+        self.register_buffer("bias", bias)
+        opts = {"dtype": weight.dtype, "device": weight.device}
+        self.inner_skew = nn.Parameter(torch.zeros(self.k * (self.k - 1) // 2, **opts))
+        self.delta_s = nn.Parameter(torch.zeros(self.k, **opts))
+        self.outer_L = nn.Parameter(torch.zeros(max(m - n, 0), self.l, **opts))
+
+    def recomposed_weight(self) -> torch.Tensor:
+        k, ol = self.k, self.l
+        V, U, s = self.V, self.U, self.s
+        if k:
+            rows, cols = torch.triu_indices(k, k, 1, device=V.device)
+            upper = V.new_zeros(k, k).index_put((rows, cols), self.inner_skew)
+            skew = upper - upper.T
+            eye = torch.eye(k, dtype=V.dtype, device=V.device)
+            G = torch.linalg.solve(eye - skew, eye + skew)
+            V = torch.cat([V[:, :k] @ G, V[:, k:]], dim=1)
+            s = torch.cat([s[:k] + self.delta_s, s[k:]])
+        if ol:
+            eye = torch.eye(ol, dtype=U.dtype, device=U.device)
+            R = torch.linalg.cholesky(self.outer_L.T @ self.outer_L + self.tau * eye)
+            Q = torch.linalg.solve_triangular(R.T, self.outer_L, upper=True, left=False)
+            C = torch.linalg.solve_triangular(
+                R.T, math.sqrt(self.tau) * eye, upper=True, left=False
+            )
+            U = torch.cat([U[:, :ol] @ C + self.U_perp @ Q, U[:, ol:]], dim=1)
+        return (U * s) @ V.T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.recomposed_weight(), self.bias)
+
+
+def apply_full_factor(model: nn.Module, allocation: Sequence[tuple[float, int]]) -> None:
+    """Replace the targets of ``model`` (in order) by :class:`FullFactorSSVDO` (in place)."""
+    model.requires_grad_(False)
+    for name, (p, ol) in zip(resolve_targets(model, TARGETS), allocation, strict=True):
+        parent, _, child = name.rpartition(".")
+        base = model.get_submodule(name)
+        setattr(model.get_submodule(parent), child, FullFactorSSVDO(base, p, ol))
+
+
+# --------------------------------------------------------------------------- measuring
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _storage_bytes(tensors: Any) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if t is None:
+            continue
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+@dataclass
+class Variant:
+    """One model under test and its train step."""
+
+    label: str
+    model: nn.Module
+    trainable: list[nn.Parameter]
+    handle: AdapterHandle | None = None
+    detail: str = ""
+    optimizer: torch.optim.Optimizer | None = None
+    times: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.trainable:
+            self.optimizer = torch.optim.AdamW(self.trainable, lr=1e-4)
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.trainable)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        x.grad = None
+        loss = self.model(x).float().square().mean()
+        loss.backward()
+        if self.optimizer is not None:
+            self.optimizer.step()
+        return loss
+
+
+def step_memory(variant: Variant, x: torch.Tensor) -> dict[str, int]:
+    """Bytes of one train step (see module docstring): parts and ``peak``."""
+    device = x.device
+    model = variant.model
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        variant.step(x)
+        _sync(device)
+        return {"peak": torch.cuda.max_memory_allocated(device)}
+    owned = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in owned:
+            saved[st.data_ptr()] = st.nbytes()
+        return t
+
+    if variant.optimizer is not None:
+        variant.optimizer.zero_grad(set_to_none=True)
+    x.grad = None
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).float().square().mean()
+    loss.backward()
+    if variant.optimizer is not None:
+        variant.optimizer.step()
+    weights = _storage_bytes([*model.parameters(), *model.buffers()])
+    grads = _storage_bytes(p.grad for p in model.parameters())
+    state = 0
+    if variant.optimizer is not None:
+        state = _storage_bytes(
+            v for s in variant.optimizer.state.values() for v in s.values() if torch.is_tensor(v)
+        )
+    activations = sum(saved.values())
+    return {
+        "weights": weights,
+        "grads": grads,
+        "optimizer": state,
+        "saved": activations,
+        "peak": weights + grads + state + activations,
+    }
+
+
+_STAT: dict[str, Callable[[Sequence[float]], float]] = {"median": statistics.median, "min": min}
+_stat = statistics.median  # set by main(--stat)
+
+
+def median_time(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
+    """The chosen statistic (median unless ``--stat min``) of ``repeats`` timed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return _stat(times)
+
+
+def adapter_buffer_bytes(model: nn.Module, names: Sequence[str]) -> list[tuple[int, int]]:
+    """Per layer: (bytes the adapter keeps beside the frozen weight, bytes of that weight)."""
+    out = []
+    for name in names:
+        module = model.get_submodule(name)
+        base = getattr(module, "base_layer", None)
+        base_ids = {id(t) for t in base.parameters()} if base is not None else set()
+        extra = sum(
+            t.numel() * t.element_size()
+            for t in [*module.parameters(), *module.buffers()]
+            if id(t) not in base_ids and not t.requires_grad
+        )
+        if base is None:  # the full-factor reference replaces the layer
+            frozen = module.U.shape[0] * module.V.shape[0] * module.U.element_size()
+        else:
+            frozen = base.weight.numel() * base.weight.element_size()
+        out.append((extra, frozen))
+    return out
+
+
+def _ranks(handle: AdapterHandle) -> str:
+    layers = [handle.model.get_submodule(n) for n in handle.targets]
+    ks = sorted({layer.inner_rank for layer in layers})
+    ls = sorted({layer.outer_rank for layer in layers if layer.out_features > layer.in_features})
+    fmt = lambda v: "/".join(map(str, v)) if len(v) <= 2 else f"{v[0]}..{v[-1]}"  # noqa: E731
+    return f"k={fmt(ks)} l={fmt(ls or [0])}"
+
+
+# --------------------------------------------------------------------------- one stack
+def bench_stack(
+    shape: StackShape,
+    *,
+    budget_params: int | None,
+    lora_rank: int,
+    shares: Sequence[float],
+    default_share: float,
+    warmup: int,
+    repeats: int,
+    device: torch.device,
+    peer: bool,
+    seed: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    base = FFStack(shape.d, shape.ffn, shape.blocks).to(device)
+    base.requires_grad_(False)
+    names = resolve_targets(base, TARGETS)
+    shapes = [tuple(base.get_submodule(n).weight.shape) for n in names]
+    if budget_params is None:
+        budget_params = sum(budget.lora_params(m, n, lora_rank) for m, n in shapes)
+    rank, lora_count = budget.match_rank("lora", shapes, budget_params)
+    x = torch.randn(shape.tokens, shape.d, device=device, requires_grad=True)
+    log(f"[{shape.name}] d={shape.d} ffn={shape.ffn} blocks={shape.blocks} tokens={shape.tokens}")
+
+    variants = [Variant("frozen", base, [])]
+    lora_model = copy.deepcopy(base)
+    lora = apply_adapter(lora_model, "lora", list(TARGETS), rank=rank)
+    variants.append(Variant(f"peft LoRA r={rank}", lora_model, lora.trainable_parameters(), lora))
+    ssvdo_by_share: dict[float, Variant] = {}
+    setup: dict[str, float] = {}
+    for share in shares:
+        alloc = budget.allocate(shapes, budget_params, share)
+        model = copy.deepcopy(base)
+        _sync(device)
+        start = time.perf_counter()
+        handle = apply_adapter(model, "ssvdo", list(TARGETS), allocation=alloc)
+        _sync(device)
+        if share == default_share:
+            setup["ssvdo_first"] = time.perf_counter() - start
+        v = Variant(
+            f"SSVD-O inner share {share:.2f}" + (" (default)" if share == default_share else ""),
+            model,
+            handle.trainable_parameters(),
+            handle,
+            _ranks(handle),
+        )
+        ssvdo_by_share[share] = v
+        variants.append(v)
+    default_alloc = budget.allocate(shapes, budget_params, default_share)
+    if peer:
+        peer_model = copy.deepcopy(base)
+        apply_full_factor(peer_model, default_alloc)
+        trainable = [p for p in peer_model.parameters() if p.requires_grad]
+        variants.append(
+            Variant(f"full-factor recomposition, share {default_share:.2f}", peer_model, trainable)
+        )
+
+    # Train steps, interleaved.
+    for rep in range(warmup + repeats):
+        for v in variants:
+            _sync(device)
+            start = time.perf_counter()
+            v.step(x)
+            _sync(device)
+            if rep >= warmup:
+                v.times.append(time.perf_counter() - start)
+        log(f"  round {rep + 1}/{warmup + repeats} done")
+    memory = {v.label: step_memory(v, x) for v in variants}
+
+    frozen_t = _stat(variants[0].times)
+    lora_t = _stat(variants[1].times)
+    frozen_mem, lora_mem = memory[variants[0].label]["peak"], memory[variants[1].label]["peak"]
+    rows = []
+    for v in variants:
+        t, mem = _stat(v.times), memory[v.label]["peak"]
+        rows.append(
+            {
+                "variant": v.label,
+                "trainable": v.num_trainable,
+                "ranks": v.detail,
+                "step_ms": 1e3 * t,
+                "step_ms_all": [1e3 * sec for sec in v.times],
+                "step_vs_frozen": t / frozen_t,
+                "step_vs_lora": t / lora_t,
+                "peak_mb": mem / 2**20,
+                "mem_vs_frozen": mem / frozen_mem,
+                "mem_vs_lora": mem / lora_mem,
+                "memory_parts": memory[v.label],
+            }
+        )
+
+    # Set-up: decomposition of all targets vs one full thin SVD of the same weights.
+    weights = [base.get_submodule(n).weight.detach() for n in names]
+
+    def ssvdo_setup() -> None:
+        apply_adapter(copy.deepcopy(base), "ssvdo", list(TARGETS), allocation=default_alloc)
+
+    def copy_only() -> None:
+        copy.deepcopy(base)
+
+    def full_svd() -> None:
+        # Tall orientation (same factors): LAPACK's SVD of a wide matrix is several times
+        # slower here and would flatter the comparison.
+        for w in weights:
+            torch.linalg.svd(w if w.shape[0] >= w.shape[1] else w.T, full_matrices=False)
+
+    setup_reps = max(1, min(3, repeats))
+    t_copy = median_time(copy_only, device, 0, setup_reps)
+    setup["ssvdo"] = max(median_time(ssvdo_setup, device, 0, setup_reps) - t_copy, 0.0)
+    setup["full_svd"] = median_time(full_svd, device, 0, setup_reps)
+
+    # Adapter buffers vs the frozen weights they sit beside.
+    default_v = ssvdo_by_share[default_share]
+    per_layer = adapter_buffer_bytes(default_v.model, default_v.handle.targets)
+    extra, frozen_bytes = (sum(col) for col in zip(*per_layer, strict=True))
+    worst_layer = max(e / f for e, f in per_layer)
+    peer_extra = None
+    if peer:
+        peer_layers = adapter_buffer_bytes(variants[-1].model, default_v.handle.targets)
+        peer_extra = sum(e for e, _ in peer_layers)
+
+    # Inference: merged SSVD-O (after the training steps above) vs the base model.
+    def infer(model: nn.Module) -> Callable[[], None]:
+        xi = x.detach()
+
+        def run() -> None:
+            with torch.inference_mode():
+                model(xi)
+
+        return run
+
+    inf_unmerged = {}
+    for v in (default_v, variants[1]):
+        inf_unmerged[v.label] = median_time(infer(v.model), device, warmup, repeats)
+    merged = default_v.handle.merge()
+    inf_base = inf_merged = 0.0
+    base_times, merged_times = [], []
+    for _ in range(warmup + repeats):  # interleaved, like the train steps
+        base_times.append(median_time(infer(base), device, 0, 1))
+        merged_times.append(median_time(infer(merged), device, 0, 1))
+    inf_base = _stat(base_times[warmup:])
+    inf_merged = _stat(merged_times[warmup:])
+
+    default_row = next(r for r in rows if r["variant"] == default_v.label)
+    ratios = {
+        "ssvdo_step_vs_lora": default_row["step_vs_lora"],
+        "ssvdo_step_vs_frozen": default_row["step_vs_frozen"],
+        "peer_speedup": (rows[-1]["step_ms"] / default_row["step_ms"]) if peer else None,
+        "merged_inference_vs_base": inf_merged / inf_base,
+        "unmerged_inference_vs_base": inf_unmerged[default_v.label] / inf_base,
+        "lora_unmerged_inference_vs_base": inf_unmerged[variants[1].label] / inf_base,
+        "setup_vs_full_svd": setup["ssvdo"] / setup["full_svd"],
+        "buffers_vs_frozen_weights": extra / frozen_bytes,
+        "buffers_vs_frozen_weights_worst_layer": worst_layer,
+        "peer_buffers_vs_frozen_weights": (peer_extra / frozen_bytes) if peer else None,
+        "ssvdo_mem_vs_lora": default_row["mem_vs_lora"],
+    }
+    del variants, ssvdo_by_share, merged
+    gc.collect()
+    return {
+        "shape": shape.__dict__,
+        "budget": budget_params,
+        "lora_rank": rank,
+        "lora_count": lora_count,
+        "default_share": default_share,
+        "rows": rows,
+        "setup_s": setup,
+        "inference_ms": {
+            "base": 1e3 * inf_base,
+            "merged": 1e3 * inf_merged,
+            **{f"unmerged {k}": 1e3 * t for k, t in inf_unmerged.items()},
+        },
+        "ratios": ratios,
+    }
+
+
+# --------------------------------------------------------------------------- report
+def _verdict(value: float | None, target: float, le: bool) -> str:
+    if value is None:
+        return "n/a"
+    ok = value <= target + 5e-3 if le else value >= target - 5e-3
+    return "meets" if ok else "MISSES"
+
+
+def format_report(result: dict[str, Any]) -> str:
+    s = result["shape"]
+    lines = [
+        f"### {s['name']}: {s['blocks']} blocks of {s['d']} -> {s['ffn']} -> {s['d']}, "
+        f"{s['tokens']} tokens; budget {result['budget']:,} trainable parameters "
+        f"(LoRA r={result['lora_rank']}: {result['lora_count']:,})",
+        "",
+        "| variant | trainable | ranks | step ms | x frozen | x LoRA | peak MB | mem x frozen | mem x LoRA |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['variant']} | {r['trainable']:,} | {r['ranks']} | {r['step_ms']:.1f} | "
+            f"{r['step_vs_frozen']:.2f} | {r['step_vs_lora']:.2f} | {r['peak_mb']:.1f} | "
+            f"{r['mem_vs_frozen']:.2f} | {r['mem_vs_lora']:.2f} |"
+        )
+    q = result["ratios"]
+    inf = result["inference_ms"]
+    st = result["setup_s"]
+    share = f"{result['default_share']:.2f}"
+    table = [
+        ("ratio SSVD-O step / LoRA step (share " + share + ")", q["ssvdo_step_vs_lora"], f"<= {TARGET_STEP_VS_LORA:.2f}", _verdict(q["ssvdo_step_vs_lora"], TARGET_STEP_VS_LORA, True)),
+        ("ratio full-factor step / SSVD-O step", q["peer_speedup"], f">= {TARGET_PEER_SPEEDUP:.2f}", _verdict(q["peer_speedup"], TARGET_PEER_SPEEDUP, False)),
+        (f"ratio merged inference / base ({inf['merged']:.1f} / {inf['base']:.1f} ms)", q["merged_inference_vs_base"], "1.00", _verdict(abs(q["merged_inference_vs_base"] - 1.0), 0.03, True)),
+        (f"ratio set-up / full SVD ({1e3 * st['ssvdo']:.0f} / {1e3 * st['full_svd']:.0f} ms)", q["setup_vs_full_svd"], f"<= {TARGET_SETUP_VS_SVD:.2f}", _verdict(q["setup_vs_full_svd"], TARGET_SETUP_VS_SVD, True)),
+        ("ratio adapter buffers / frozen weight bytes", q["buffers_vs_frozen_weights"], f"<= {TARGET_BUFFERS_VS_WEIGHTS:.2f}", _verdict(q["buffers_vs_frozen_weights"], TARGET_BUFFERS_VS_WEIGHTS, True)),
+        ("ratio adapter buffers / frozen weight bytes, worst layer", q["buffers_vs_frozen_weights_worst_layer"], "-", "info"),
+        ("ratio SSVD-O peak memory / LoRA", q["ssvdo_mem_vs_lora"], "-", "info"),
+        ("ratio SSVD-O unmerged inference / base", q["unmerged_inference_vs_base"], "-", "info"),
+        ("ratio LoRA unmerged inference / base", q["lora_unmerged_inference_vs_base"], "-", "info"),
+        ("ratio full-factor buffers / frozen weight bytes", q["peer_buffers_vs_frozen_weights"], "-", "info"),
+    ]  # fmt: skip
+    lines += ["", "| ratio | value | target | verdict |", "|---|---:|---|---|"]
+    for name, value, target, verdict in table:
+        shown = "n/a" if value is None else f"{value:.2f}"
+        lines.append(f"| {name} | {shown} | {target} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cl_ssvdo.bench", description=__doc__.split("\n")[0])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--small", action="store_true", help="only the small stack (d=256)")
+    which.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat: smoke test")
+    p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--tokens", type=int, default=2048)
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="trainable parameters (default: LoRA at --lora-rank)",
+    )
+    p.add_argument("--lora-rank", type=int, default=16, help="sets the default budget")
+    p.add_argument("--shares", default=",".join(map(str, DEFAULT_SHARES)), help="inner shares")
+    p.add_argument("--default-share", type=float, default=0.5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
+    p.add_argument(
+        "--stat", choices=sorted(_STAT), default="median", help="min resists background load"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--no-peer", action="store_true", help="skip the full-factor reference")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    try:
+        args.shares = [float(v) for v in args.shares.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--shares: expected comma-separated numbers, got {args.shares!r}")
+    if not args.shares or any(not 0.0 <= v <= 1.0 for v in args.shares):
+        p.error(f"--shares: values must lie in [0, 1], got {args.shares}")
+    if args.default_share not in args.shares:
+        args.shares.append(args.default_share)
+    for name in ("blocks", "tokens", "lora_rank", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup: must be >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the report and return the results (a JSON-ready dict)."""
+    global _stat
+    args = _parse(argv)
+    _stat = _STAT[args.stat]
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        stacks = [StackShape("quick", 32, 128, 2, 64)]
+        args.warmup, args.repeats, args.lora_rank = 0, 1, 4
+    elif args.small:
+        stacks = [StackShape("small", 256, 1024, args.blocks, args.tokens)]
+    else:
+        stacks = [
+            StackShape("owsm-like", 1024, 4096, args.blocks, args.tokens),
+            StackShape("small", 256, 1024, args.blocks, args.tokens),
+        ]
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"cl_ssvdo.bench on {machine}, torch {torch.__version__}; times: {args.stat} of "
+        f"{args.repeats} after {args.warmup} warm-up",
+        flush=True,
+    )
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    results = []
+    for shape in stacks:
+        result = bench_stack(
+            shape,
+            budget_params=args.budget,
+            lora_rank=args.lora_rank,
+            shares=args.shares,
+            default_share=args.default_share,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            device=device,
+            peer=not args.no_peer,
+            seed=args.seed,
+            log=log,
+        )
+        results.append(result)
+        print("\n" + format_report(result) + "\n", flush=True)
+    memory_note = (
+        "torch.cuda.max_memory_allocated"
+        if device.type == "cuda"
+        else "params + buffers + grads + AdamW state + autograd-saved tensors"
+    )
+    report = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "memory_measure": memory_note,
+        "statistic": args.stat,
+        "argv": list(argv) if argv is not None else None,
+        "stacks": results,
+    }
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Trainable-parameter accounting for SSVD-O and its baselines, and a budget allocator.
+
+Shapes follow ``nn.Linear``: ``m = out_features``, ``n = in_features``, ``r = min(m, n)``.
+Counts (per layer, biases frozen unless stated):
+
+=========  ==========================================================================
+SSVD-O     ``k(k-1)/2 + k + (m - n) * l_eff``, ``k = round(p * r)``,
+           ``l_eff = 0`` if ``m <= n`` else ``min(l, r, m - n)``
+SSVD       SSVD-O with ``l = 0``
+LoRA       ``r_lora * (m + n)``
+DoRA       ``r_lora * (m + n) + m`` (peft's magnitude vector, one per output row)
+PiSSA      ``r_lora * (m + n)``
+full       ``m * n`` (``+ m`` with the bias)
+=========  ==========================================================================
+
+``round`` rounds halves up (``floor(p * r + 0.5)``), as :class:`cl_ssvdo.SSVDOLinear` does.
+
+Allocation rule (:func:`allocate`)
+----------------------------------
+Given layer shapes, a total budget ``B`` and an inner share ``s``:
+
+1. Split. The outer part may spend ``B_out = floor((1 - s) * B)``, the inner part the rest,
+   ``B_in = B - B_out``. Only layers with ``m > n`` can take an outer rank; the outer budget is
+   shared among them. If no layer has ``m > n`` the whole budget goes to the inner part (a
+   ``UserWarning`` says so when ``s < 1``).
+2. Outer fill (water-filling). Starting from ``l = 0`` everywhere, repeatedly raise by one the
+   outer rank of the eligible layer with the smallest ``l`` (ties: first layer), each step
+   costing ``m - n``, until the next step does not fit in ``B_out`` or every layer is capped.
+3. Inner fill (water-filling). Starting from ``k = 0``, repeatedly raise by one the inner rank
+   of the layer with the smallest ``(k + 1) / r`` (ties: first layer), each step costing
+   ``k + 1``, until the next step does not fit in ``B_in`` or every layer has ``k = r``.
+4. Each layer gets ``(p, l) = (k / r, l)`` (which rounds back to ``k``).
+
+Both fills follow a fixed order of steps and stop at the first one that does not fit, so every
+layer's ``k`` and ``l`` -- and the total -- are non-decreasing in the budget, and the total never
+exceeds it. The price is a small unspent remainder: below one outer step (``m - n``) in the
+outer part and below one inner step (``k + 1``) in the inner part; the two parts never lend to
+each other (that would break monotonicity), so the share is respected strictly.
+
+Example
+-------
+>>> shapes = [(64, 16), (16, 64)]
+>>> alloc = allocate(shapes, budget=300, inner_share=0.5)
+>>> alloc
+[(0.75, 3), (0.6875, 0)]
+>>> total_params(shapes, alloc)
+288
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+__all__ = [
+    "inner_rank",
+    "effective_outer_rank",
+    "ssvdo_params",
+    "ssvd_params",
+    "lora_params",
+    "dora_params",
+    "pissa_params",
+    "full_params",
+    "method_params",
+    "total_params",
+    "allocate",
+    "match_rank",
+]
+
+RankMethod = Literal["lora", "dora", "pissa"]
+Shape = tuple[int, int]
+
+
+def _check_shape(m: int, n: int) -> None:
+    for name, v in (("m", m), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: layer dimension must be a positive int, got {v!r}")
+
+
+def inner_rank(inner_ratio: float, r: int) -> int:
+    """``k = round(p * r)`` for ``p = inner_ratio`` in [0, 1], halves rounding up."""
+    if not (isinstance(inner_ratio, int | float) and 0.0 <= inner_ratio <= 1.0):
+        raise ValueError(f"inner_ratio: must be a number in [0, 1], got {inner_ratio!r}")
+    return int(math.floor(inner_ratio * r + 0.5))
+
+
+def effective_outer_rank(m: int, n: int, outer_rank: int) -> int:
+    """The outer rank a layer actually uses: 0 where ``m <= n``, never above ``min(r, m - n)``."""
+    _check_shape(m, n)
+    if isinstance(outer_rank, bool) or not isinstance(outer_rank, int) or outer_rank < 0:
+        raise ValueError(f"outer_rank: must be an int >= 0, got {outer_rank!r}")
+    if m <= n:
+        return 0
+    return min(outer_rank, n, m - n)
+
+
+def ssvdo_params(m: int, n: int, inner_ratio: float, outer_rank: int = 0) -> int:
+    """SSVD-O trainable parameters of one ``m x n`` layer: ``k(k-1)/2 + k + (m-n) * l_eff``.
+
+    >>> ssvdo_params(4096, 1024, 0.25, 16)  # k = 256, l = 16
+    82048
+    """
+    _check_shape(m, n)
+    k = inner_rank(inner_ratio, min(m, n))
+    l_eff = effective_outer_rank(m, n, outer_rank)
+    return k * (k - 1) // 2 + k + (m - n) * l_eff
+
+
+def ssvd_params(m: int, n: int, inner_ratio: float) -> int:
+    """SSVD (inner transform only): ``k(k-1)/2 + k``."""
+    return ssvdo_params(m, n, inner_ratio, 0)
+
+
+def _check_rank(rank: int) -> None:
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank: must be an int >= 1, got {rank!r}")
+
+
+def lora_params(m: int, n: int, rank: int) -> int:
+    """LoRA: ``A`` (rank x n) and ``B`` (m x rank)."""
+    _check_shape(m, n)
+    _check_rank(rank)
+    return rank * (m + n)
+
+
+def dora_params(m: int, n: int, rank: int) -> int:
+    """DoRA: LoRA plus a magnitude per output row."""
+    return lora_params(m, n, rank) + m
+
+
+def pissa_params(m: int, n: int, rank: int) -> int:
+    """PiSSA: same factors as LoRA, initialised from the top-``rank`` SVD."""
+    return lora_params(m, n, rank)
+
+
+def full_params(m: int, n: int, bias: bool = False) -> int:
+    """Full fine-tuning of the layer's weight (and bias)."""
+    _check_shape(m, n)
+    return m * n + (m if bias else 0)
+
+
+def method_params(method: str, m: int, n: int, **setting: float | int | bool) -> int:
+    """Dispatch by method name; ``setting`` is ``inner_ratio``/``outer_rank``, ``rank`` or ``bias``."""
+    funcs = {
+        "ssvdo": ssvdo_params,
+        "ssvd": ssvd_params,
+        "lora": lora_params,
+        "dora": dora_params,
+        "pissa": pissa_params,
+        "full": full_params,
+    }
+    if method not in funcs:
+        raise ValueError(f"method: unknown {method!r}, expected one of {sorted(funcs)}")
+    try:
+        return funcs[method](m, n, **setting)
+    except TypeError as exc:
+        raise ValueError(f"method {method!r}: bad settings {setting} ({exc})") from exc
+
+
+def _check_shapes(shapes: Sequence[Shape]) -> list[Shape]:
+    if len(shapes) == 0:
+        raise ValueError("shapes: need at least one (out_features, in_features) pair")
+    out = []
+    for idx, shape in enumerate(shapes):
+        try:
+            m, n = shape
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"shapes[{idx}]: expected (m, n), got {shape!r}") from exc
+        try:
+            _check_shape(m, n)
+        except ValueError as exc:
+            raise ValueError(f"shapes[{idx}]: {exc}") from exc
+        out.append((m, n))
+    return out
+
+
+def _check_budget(budget: int) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ValueError(f"budget: must be an int >= 0, got {budget!r}")
+
+
+def total_params(shapes: Sequence[Shape], allocation: Sequence[tuple[float, int]]) -> int:
+    """SSVD-O parameters of an allocation ``[(p, l), ...]`` over ``shapes``."""
+    shapes = _check_shapes(shapes)
+    if len(allocation) != len(shapes):
+        raise ValueError(
+            f"allocation: {len(allocation)} settings for {len(shapes)} shapes (one per layer)"
+        )
+    return sum(
+        ssvdo_params(m, n, p, ol) for (m, n), (p, ol) in zip(shapes, allocation, strict=True)
+    )
+
+
+def _fill(caps: list[int], step_cost, key, budget: int) -> tuple[list[int], int]:
+    """Water-filling: raise the counter with the smallest ``key`` until a step does not fit."""
+    level = [0] * len(caps)
+    heap = [(key(i, 0), i) for i, cap in enumerate(caps) if cap > 0]
+    heapq.heapify(heap)
+    spent = 0
+    while heap:
+        _, i = heap[0]
+        cost = step_cost(i, level[i])
+        if spent + cost > budget:
+            break
+        heapq.heappop(heap)
+        spent += cost
+        level[i] += 1
+        if level[i] < caps[i]:
+            heapq.heappush(heap, (key(i, level[i]), i))
+    return level, spent
+
+
+def allocate(shapes: Sequence[Shape], budget: int, inner_share: float) -> list[tuple[float, int]]:
+    """Per-layer ``(inner_ratio, outer_rank)`` spending at most ``budget`` parameters.
+
+    Args:
+        shapes: ``(out_features, in_features)`` of each layer, in order.
+        budget: total trainable parameters allowed over all layers.
+        inner_share: fraction of the budget for the inner transform, in [0, 1].
+
+    Returns a list aligned with ``shapes``. See the module docstring for the rule.
+    Raises ``ValueError`` naming ``budget`` when nothing non-zero fits.
+    """
+    shapes = _check_shapes(shapes)
+    _check_budget(budget)
+    if not (isinstance(inner_share, int | float) and 0.0 <= inner_share <= 1.0):
+        raise ValueError(f"inner_share: must be a number in [0, 1], got {inner_share!r}")
+    outer_caps = [min(n, m - n) if m > n else 0 for m, n in shapes]
+    if any(outer_caps):
+        # The epsilon keeps e.g. 0.7 * 10 = 7.000000000000001 from dropping to 6 elsewhere.
+        b_out = min(budget, math.floor((1.0 - inner_share) * budget + 1e-9))
+    else:
+        b_out = 0
+        if inner_share < 1.0:
+            warnings.warn(
+                f"shapes: no layer has out_features > in_features, so the outer share "
+                f"{1.0 - inner_share:.2f} of the budget goes to the inner transform",
+                UserWarning,
+                stacklevel=2,
+            )
+    b_in = budget - b_out
+    ranks = [min(m, n) for m, n in shapes]
+    ls, _ = _fill(
+        outer_caps,
+        step_cost=lambda i, lvl: shapes[i][0] - shapes[i][1],
+        key=lambda i, lvl: (lvl + 1, i),
+        budget=b_out,
+    )
+    ks, _ = _fill(
+        ranks,
+        step_cost=lambda i, lvl: lvl + 1,
+        key=lambda i, lvl: ((lvl + 1) / ranks[i], i),
+        budget=b_in,
+    )
+    if not any(ks) and not any(ls):
+        outer_steps = [m - n for (m, n), cap in zip(shapes, outer_caps, strict=True) if cap]
+        cheapest = "1 (inner)" + (f" or {min(outer_steps)} (outer)" if outer_steps else "")
+        raise ValueError(
+            f"budget: {budget} buys no parameter with inner_share={inner_share} (inner part "
+            f"{b_in}, outer part {b_out}); the smallest non-zero setting costs {cheapest}"
+        )
+    return [(k / r, lvl) for k, r, lvl in zip(ks, ranks, ls, strict=True)]
+
+
+def match_rank(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tuple[int, int]:
+    """Largest rank (the same on every layer) whose total count does not exceed ``budget``.
+
+    The rank is capped at the smallest ``min(m, n)`` of the layers (PiSSA needs it; beyond it
+    LoRA adds no expressiveness). Returns ``(rank, total_count)``.
+
+    >>> match_rank("lora", [(4096, 1024), (1024, 4096)] * 6, 1_000_000)
+    (16, 983040)
+    """
+    if method not in ("lora", "dora", "pissa"):
+        raise ValueError(f"method: match_rank supports 'lora', 'dora', 'pissa', got {method!r}")
+    shapes = _check_shapes(shapes)
+    _check_budget(budget)
+    per_rank = sum(m + n for m, n in shapes)
+    fixed = sum(m for m, _ in shapes) if method == "dora" else 0
+    rank = min((budget - fixed) // per_rank, min(min(s) for s in shapes))
+    if rank < 1:
+        raise ValueError(
+            f"budget: {budget} is below the smallest {method} setting (rank 1 costs "
+            f"{per_rank + fixed} parameters on these layers)"
+        )
+    return rank, sum(method_params(method, m, n, rank=rank) for m, n in shapes)

@@ -1,0 +1,180 @@
+"""Every adapter behind one interface: identity at init, exact merge, counts = formulas."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cl_ssvdo import budget
+from cl_ssvdo.baselines import METHODS, apply_adapter, resolve_targets
+
+TARGETS = ["*ffn.0", "*ffn.3"]
+SETTINGS = {
+    "ssvdo": {"inner_ratio": 0.5, "outer_rank": 4},
+    "ssvd": {"inner_ratio": 0.5},
+    "lora": {"rank": 3},
+    "dora": {"rank": 3},
+    "pissa": {"rank": 3},
+    "full": {},
+}
+
+
+class Block(nn.Module):
+    """A transformer-like block: attention (never adapted) and a SpeechBrain-named FFN."""
+
+    def __init__(self, d: int = 16, hidden: int = 64) -> None:
+        super().__init__()
+        self.att = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.ffn = nn.Sequential(
+            nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(0.0), nn.Linear(hidden, d)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.att(x, x, x, need_weights=False)[0]
+        return x + self.ffn(x)
+
+
+def make_model(seed: int = 0, d: int = 16, hidden: int = 64) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(Block(d, hidden), Block(d, hidden), nn.Linear(d, 5)).eval()
+
+
+def expected_count(method: str, shape: tuple[int, int], s: dict) -> int:
+    m, n = shape
+    if method == "full":
+        return budget.full_params(m, n, bias=True)
+    return budget.method_params(method, m, n, **s)
+
+
+def perturb(params: list[nn.Parameter], seed: int = 1) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_identity_at_init_exact_merge_and_counts(method: str) -> None:
+    model = make_model()
+    x = torch.randn(3, 7, 16)
+    with torch.no_grad():
+        y0 = model(x)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    handle = apply_adapter(model, method, TARGETS, **SETTINGS[method])
+    assert handle.model is model
+    with torch.no_grad():
+        y_init = model(x)
+    tol = 1e-5 if method == "pissa" else 1e-6  # PiSSA splits W into residual + factors
+    torch.testing.assert_close(y_init, y0, atol=tol, rtol=0)
+
+    rows = handle.summary()
+    assert [r.name for r in rows] == ["0.ffn.0", "0.ffn.3", "1.ffn.0", "1.ffn.3"]
+    assert [r.shape for r in rows] == [(64, 16), (16, 64)] * 2
+    for row in rows:
+        assert row.trainable == expected_count(method, row.shape, SETTINGS[method])
+    # The adapter is the only trainable part of the model.
+    assert handle.num_trainable() == sum(r.trainable for r in rows)
+
+    perturb(handle.trainable_parameters())
+    with torch.no_grad():
+        y_adapted = model(x)
+    assert not torch.allclose(y_adapted, y0, atol=1e-4)
+    merged = handle.merge()
+    assert merged is model
+    for name in [r.name for r in rows]:
+        assert type(merged.get_submodule(name)) is nn.Linear
+    leftovers = [
+        n
+        for n, mod in merged.named_modules()
+        if type(mod).__module__.split(".")[0] in ("peft", "cl_ssvdo")
+    ]
+    assert not leftovers and not hasattr(merged, "peft_config")
+    assert {n: p.requires_grad for n, p in merged.named_parameters()} == flags
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), y_adapted, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="already merged"):
+        handle.merge()
+
+
+def test_every_method_adapts_the_same_layers_and_gradients_reach_only_adapters() -> None:
+    seen = {}
+    for method in METHODS:
+        model = make_model()
+        handle = apply_adapter(model, method, TARGETS, **SETTINGS[method])
+        seen[method] = handle.targets
+        loss = model(torch.randn(2, 4, 16)).square().mean()
+        loss.backward()
+        with_grad = {id(p) for p in model.parameters() if p.grad is not None}
+        assert with_grad == {id(p) for p in handle.trainable_parameters()}
+    assert len({tuple(v) for v in seen.values()}) == 1
+
+
+def test_ssvdo_takes_a_budget_allocation() -> None:
+    model = make_model()
+    names = resolve_targets(model, TARGETS)
+    shapes = [(64, 16), (16, 64)] * 2
+    alloc = budget.allocate(shapes, 600, 0.5)
+    handle = apply_adapter(model, "ssvdo", TARGETS, allocation=alloc)
+    assert handle.targets == names
+    assert handle.num_trainable() == budget.total_params(shapes, alloc)
+    with pytest.raises(ValueError, match="allocation"):
+        apply_adapter(make_model(), "ssvdo", TARGETS, allocation=alloc[:3])
+    with pytest.raises(ValueError, match="either allocation"):
+        apply_adapter(make_model(), "ssvdo", TARGETS, allocation=alloc, inner_ratio=0.5)
+
+
+def test_reapplying_after_merge_starts_from_the_merged_weights() -> None:
+    model = make_model()
+    x = torch.randn(2, 5, 16)
+    first = apply_adapter(model, "ssvdo", TARGETS, inner_ratio=0.5, outer_rank=2)
+    perturb(first.trainable_parameters())
+    model = first.merge()
+    with torch.no_grad():
+        y1 = model(x)
+    second = apply_adapter(model, "lora", TARGETS, rank=2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y1, atol=1e-6, rtol=0)
+    second.merge()
+
+
+@pytest.mark.parametrize(
+    ("method", "targets", "kwargs", "error", "needle"),
+    [
+        ("adalora", TARGETS, {"rank": 2}, ValueError, "method"),
+        ("lora", TARGETS, {}, ValueError, "rank"),
+        ("lora", TARGETS, {"rank": 0}, ValueError, "rank"),
+        ("lora", TARGETS, {"rank": 2, "inner_ratio": 0.5}, ValueError, "inner_ratio"),
+        ("ssvd", TARGETS, {"inner_ratio": 0.5, "outer_rank": 2}, ValueError, "outer_rank"),
+        ("ssvdo", TARGETS, {}, ValueError, "inner_ratio"),
+        ("ssvdo", TARGETS, {"inner_ratio": 1.5}, ValueError, "inner_ratio"),
+        ("lora", ["*nothing*"], {"rank": 2}, ValueError, r"\*nothing\*"),
+        ("lora", ["*ffn.1"], {"rank": 2}, TypeError, "ReLU"),
+        ("full", ["*out_proj"], {}, ValueError, "MultiheadAttention"),
+        ("full", "*ffn.0", {}, ValueError, "targets"),
+    ],
+)
+def test_bad_arguments_are_named(method, targets, kwargs, error, needle) -> None:
+    model = make_model()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(error, match=needle):
+        apply_adapter(model, method, targets, **kwargs)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    st.integers(4, 24),
+    st.integers(4, 48),
+    st.sampled_from(["lora", "dora", "pissa", "ssvdo"]),
+    st.integers(1, 4),
+)
+def test_counts_match_formulas_on_random_shapes(d, hidden, method, rank) -> None:
+    model = make_model(d=d + d % 2, hidden=hidden)
+    s = {"inner_ratio": rank / 4, "outer_rank": rank} if method == "ssvdo" else {"rank": rank}
+    handle = apply_adapter(model, method, TARGETS, **s)
+    for row in handle.summary():
+        assert row.trainable == expected_count(method, row.shape, s)
