@@ -1,40 +1,35 @@
 """Shared fixtures and test-session settings; each fixture module belongs to the package it serves."""
 
 import os
-import sys
 
-import pytest
 import torch
+from speechbrain.utils.importutils import LazyModule
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # Test models are tiny: one thread is faster than two and immune to a busy neighbour core.
 torch.set_num_threads(1)
 
-pytest_plugins = ["tests.fixtures_stream", "tests.fixtures_asr"]
 
+def _lazy_module_file_guard() -> None:
+    """Keeps ``hypothesis`` working once speechbrain is imported.
 
-def shield_speechbrain_lazy_modules() -> None:
-    """Keep hypothesis from importing SpeechBrain's lazy modules.
-
-    hypothesis (6.155) scans every module in ``sys.modules`` and reads its ``__file__``; on
-    SpeechBrain's ``LazyModule`` / ``DeprecatedModuleRedirect`` proxies that read imports the
-    target (k2, spacy, flair, ...), which fails here and aborts collection. Marking unloaded
-    proxies as file-less makes the scan skip them.
+    Hypothesis reads ``getattr(module, "__file__", None)`` of every module in ``sys.modules``;
+    on a SpeechBrain ``LazyModule`` (or its ``DeprecatedModuleRedirect`` subclass) whose target
+    cannot be imported here (e.g. ``speechbrain.integrations.k2_fsa`` without k2) that raises
+    ``ImportError`` instead of ``AttributeError`` and aborts the whole session. Unloaded lazy
+    modules now simply have no ``__file__``; every other attribute still triggers the import.
     """
-    for module in list(sys.modules.values()):
-        if type(module).__module__ != "speechbrain.utils.importutils":
-            continue
-        state = vars(module)
-        if state.get("lazy_module") is None and "__file__" not in state:
-            state["__file__"] = None
+    original = LazyModule.__getattr__
+
+    def __getattr__(self, attr):  # noqa: N807
+        if attr == "__file__" and self.lazy_module is None:
+            raise AttributeError(attr)
+        return original(self, attr)
+
+    LazyModule.__getattr__ = __getattr__
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items) -> None:
-    shield_speechbrain_lazy_modules()
+_lazy_module_file_guard()
 
-
-@pytest.fixture(autouse=True)
-def _shield_lazy_modules() -> None:
-    shield_speechbrain_lazy_modules()
+pytest_plugins = ["tests.fixtures_stream", "tests.fixtures_asr"]

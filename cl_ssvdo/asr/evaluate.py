@@ -1,0 +1,250 @@
+"""WER/CER of a model, or of a saved pretrained folder, on any manifest: overall, per domain and
+per speaker/voice.
+
+Edit distances come from ``speechbrain.utils.edit_distance``; corpus-level WER is
+``100 * sum(word edits) / sum(reference words)`` (the same definition as ``jiwer.wer`` on lists).
+
+Command line::
+
+    python -m cl_ssvdo.asr.evaluate FOLDER MANIFEST.csv [MANIFEST.csv ...] [--json out.json]
+
+Must not depend on avalanche, mlflow or benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from speechbrain.utils.edit_distance import count_ops, op_table
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import concat_manifests, iterate_batches, num_batches
+from .decode import Decoder, make_decoder
+from .tokenizer import Tokenizer
+
+
+def edit_count(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Levenshtein distance (substitutions + deletions + insertions) between token lists.
+
+    >>> edit_count("the cat sat".split(), "the bat sat down".split())
+    2
+    """
+    ops = count_ops(op_table(list(ref), list(hyp)))
+    return int(ops["insertions"] + ops["deletions"] + ops["substitutions"])
+
+
+@dataclass(frozen=True)
+class UtteranceScore:
+    """Reference, hypothesis and edit counts of one utterance."""
+
+    id: str
+    ref: str
+    hyp: str
+    word_edits: int
+    ref_words: int
+    char_edits: int
+    ref_chars: int
+    speaker: str = ""
+    domain: str = ""
+
+    @classmethod
+    def score(
+        cls, utt_id: str, ref: str, hyp: str, speaker: str = "", domain: str = ""
+    ) -> UtteranceScore:
+        """Scores ``hyp`` against ``ref`` (words split on whitespace; characters incl. spaces)."""
+        ref_w, hyp_w = ref.split(), hyp.split()
+        ref_c, hyp_c = list(" ".join(ref_w)), list(" ".join(hyp_w))
+        return cls(
+            id=utt_id,
+            ref=ref,
+            hyp=hyp,
+            word_edits=edit_count(ref_w, hyp_w),
+            ref_words=len(ref_w),
+            char_edits=edit_count(ref_c, hyp_c),
+            ref_chars=len(ref_c),
+            speaker=speaker,
+            domain=domain,
+        )
+
+
+def _rate(edits: int, total: int) -> float:
+    # An empty reference set counts every insertion against a denominator of 1 (as jiwer does).
+    return 100.0 * edits / max(total, 1)
+
+
+@dataclass
+class EvalReport:
+    """Scores of a set of utterances; rates are percentages (WER can exceed 100)."""
+
+    utterances: list[UtteranceScore] = field(default_factory=list)
+
+    @property
+    def wer(self) -> float:
+        """Corpus-level word error rate, percent."""
+        return _rate(
+            sum(u.word_edits for u in self.utterances), sum(u.ref_words for u in self.utterances)
+        )
+
+    @property
+    def cer(self) -> float:
+        """Corpus-level character error rate, percent."""
+        return _rate(
+            sum(u.char_edits for u in self.utterances), sum(u.ref_chars for u in self.utterances)
+        )
+
+    def by(self, key: str) -> dict[str, EvalReport]:
+        """Sub-reports grouped by ``"domain"`` or ``"speaker"``."""
+        if key not in ("domain", "speaker"):
+            raise ValueError(f"EvalReport.by: key must be 'domain' or 'speaker', got {key!r}")
+        groups: dict[str, list[UtteranceScore]] = defaultdict(list)
+        for u in self.utterances:
+            groups[getattr(u, key)].append(u)
+        return {name: EvalReport(items) for name, items in sorted(groups.items())}
+
+    def summary(self) -> dict[str, Any]:
+        """Nested dict: overall, per domain and per speaker WER/CER and counts."""
+
+        def row(rep: EvalReport) -> dict[str, Any]:
+            return {"wer": rep.wer, "cer": rep.cer, "utterances": len(rep.utterances)}
+
+        return {
+            **row(self),
+            "domains": {k: row(v) for k, v in self.by("domain").items()},
+            "speakers": {k: row(v) for k, v in self.by("speaker").items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary plus every utterance."""
+        return {**self.summary(), "utterance_scores": [asdict(u) for u in self.utterances]}
+
+
+@torch.no_grad()
+def transcribe(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    data: Any,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    decoder: Decoder | None = None,
+    progress: bool = False,
+) -> list[tuple[str, str, str]]:
+    """``(utt_id, reference, hypothesis)`` for every utterance of ``data``.
+
+    ``data`` is an item dataset ``(wav, words, id)`` or an iterable of batches
+    ``(wavs, wav_lens, words, ids)``; the model is put in eval mode and restored afterwards.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    decoder = decoder or make_decoder(tokenizer)
+    was_training = model.training
+    model.eval()
+    out: list[tuple[str, str, str]] = []
+    try:
+        batches = iterate_batches(data, batch_size, shuffle=False)
+        for wavs, wav_lens, words, ids in tqdm(
+            batches, total=num_batches(data, batch_size), disable=not progress, desc="decode"
+        ):
+            log_probs, out_lens = model(wavs.to(device), wav_lens.to(device))
+            hyps = decoder(log_probs, out_lens)
+            out.extend(zip(map(str, ids), map(str, words), hyps, strict=True))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def evaluate_model(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    data: Any,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    beam_size: int = 1,
+    progress: bool = False,
+) -> EvalReport:
+    """Scores ``model`` on ``data``; speakers/domains come from ``data.ids`` with
+    ``data.speakers`` / ``data.domains`` when the dataset has them."""
+    results = transcribe(
+        model,
+        tokenizer,
+        data,
+        batch_size=batch_size,
+        device=device,
+        decoder=make_decoder(tokenizer, beam_size),
+        progress=progress,
+    )
+    ids = getattr(data, "ids", None)
+    speakers = dict(zip(ids, getattr(data, "speakers", []) or [], strict=False)) if ids else {}
+    domains = dict(zip(ids, getattr(data, "domains", []) or [], strict=False)) if ids else {}
+    return EvalReport(
+        [
+            UtteranceScore.score(i, ref, hyp, speakers.get(i, ""), domains.get(i, ""))
+            for i, ref, hyp in results
+        ]
+    )
+
+
+def evaluate_folder(
+    folder: str | Path,
+    manifests: Sequence[str | Path],
+    *,
+    batch_size: int = 16,
+    device: str | None = None,
+    beam_size: int = 1,
+    progress: bool = True,
+) -> EvalReport:
+    """Loads a pretrained folder (:func:`cl_ssvdo.asr.load_pretrained`) and scores it on the
+    manifests (CSV ``ID,duration,wav,spk_id,wrd,domain``)."""
+    from .pretrained import load_pretrained
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer, _ = load_pretrained(folder, device=device)
+    data = concat_manifests(manifests)
+    return evaluate_model(
+        model,
+        tokenizer,
+        data,
+        batch_size=batch_size,
+        device=device,
+        beam_size=beam_size,
+        progress=progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; prints the summary as JSON."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cl_ssvdo.asr.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("folder", help="pretrained folder (hyperparams.yaml + ckpt files)")
+    parser.add_argument("manifests", nargs="+", help="manifest CSV files")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the full report here")
+    args = parser.parse_args(argv)
+    report = evaluate_folder(
+        args.folder,
+        args.manifests,
+        batch_size=args.batch_size,
+        device=args.device,
+        beam_size=args.beam_size,
+    )
+    summary = report.summary()
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
