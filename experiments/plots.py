@@ -1,0 +1,177 @@
+"""Figures for runs and comparisons (matplotlib, Agg backend; no display needed).
+
+- :func:`matrix_heatmap`: an annotated heatmap of a WER or forgetting matrix
+  (rows = "base", "after <domain>", ...; columns = evaluation domains; NaN cells left blank).
+- :func:`learning_forgetting_scatter`: one point per run, marker area proportional to the
+  trainable parameters.
+- :func:`wer_vs_params`: a metric against trainable parameters, one line per method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["learning_forgetting_scatter", "matrix_heatmap", "save", "wer_vs_params"]
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (150 dpi) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def matrix_heatmap(
+    matrix: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str,
+    *,
+    cmap: str = "viridis_r",
+    value_label: str = "WER (%)",
+    fmt: str = "{:.1f}",
+    center_zero: bool = False,
+) -> Figure:
+    """Annotated heatmap of ``matrix`` [rows, cols]; NaN cells are drawn blank.
+
+    ``center_zero`` uses a diverging map symmetric around 0 (for forgetting / BWT deltas).
+
+    Example:
+        >>> fig = matrix_heatmap([[50.0, 90.0], [20.0, 60.0]], ["base", "after a"], ["a", "b"], "WER")
+        >>> len(fig.axes[0].texts)
+        4
+    """
+    data = np.asarray(matrix, dtype=float)
+    if data.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(
+            f"matrix shape {data.shape} does not match labels ({len(row_labels)}, {len(col_labels)})"
+        )
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(col_labels), 1.0 + 0.6 * len(row_labels)))
+    finite = data[np.isfinite(data)]
+    kwargs = {}
+    if center_zero and finite.size:
+        bound = max(float(np.abs(finite).max()), 1e-9)
+        kwargs = {"vmin": -bound, "vmax": bound}
+        cmap = "RdBu_r" if cmap == "viridis_r" else cmap
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", **kwargs)
+    ax.set_xticks(range(len(col_labels)), labels=list(col_labels))
+    ax.set_yticks(range(len(row_labels)), labels=list(row_labels))
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("trained up to")
+    ax.set_title(title)
+    norm = image.norm
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            value = data[i, j]
+            if not math.isfinite(value):
+                continue
+            shade = norm(value) if finite.size else 0.5
+            rgba = image.cmap(shade)
+            dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+            ax.text(
+                j,
+                i,
+                fmt.format(value),
+                ha="center",
+                va="center",
+                color="white" if dark else "black",
+                fontsize=9,
+            )
+    fig.colorbar(image, ax=ax, label=value_label, fraction=0.046, pad=0.04)
+    return fig
+
+
+def _sizes(params: Sequence[float], smallest: float = 40.0, largest: float = 600.0) -> np.ndarray:
+    values = np.asarray([max(float(p), 1.0) for p in params])
+    if values.size == 0:
+        return values
+    logs = np.log10(values)
+    span = logs.max() - logs.min()
+    scaled = (logs - logs.min()) / span if span > 0 else np.full_like(logs, 0.5)
+    return smallest + scaled * (largest - smallest)
+
+
+def learning_forgetting_scatter(
+    points: Sequence[Mapping[str, float | str]], title: str = "Learning vs forgetting"
+) -> Figure:
+    """One point per run: x = mean learning (WER points gained on new domains, higher is
+    better), y = mean forgetting (WER points lost on earlier domains, lower is better),
+    marker area ~ log trainable parameters. Each point: ``label``, ``learning``,
+    ``forgetting``, ``params`` (optional ``group`` colours points by method)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    groups = sorted({str(p.get("group", p["label"])) for p in points})
+    colours = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    sizes = _sizes([float(p.get("params", 1.0) or 1.0) for p in points])
+    seen: set[str] = set()
+    for point, size in zip(points, sizes, strict=True):
+        group = str(point.get("group", point["label"]))
+        ax.scatter(
+            float(point["learning"]),
+            float(point["forgetting"]),
+            s=size,
+            color=colours[group],
+            alpha=0.7,
+            edgecolors="black",
+            linewidths=0.5,
+            label=group if group not in seen else None,
+        )
+        seen.add(group)
+        params = float(point.get("params", 0) or 0)
+        ax.annotate(
+            f"{point['label']}\n{params:,.0f} p",
+            (float(point["learning"]), float(point["forgetting"])),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+        )
+    ax.set_xlabel("learning (WER points gained on the new domain, mean)")
+    ax.set_ylabel("forgetting (WER points lost on earlier domains, mean)")
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_title(title + "  (marker size: trainable parameters)")
+    if groups:
+        legend = ax.legend(fontsize=8, loc="best")
+        for handle in legend.legend_handles:
+            handle.set_sizes([40.0])  # legend markers at one size; sizes encode parameters
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def wer_vs_params(
+    points: Sequence[Mapping[str, float | str]],
+    metric: str = "final_awer",
+    title: str = "WER vs trainable parameters",
+    ylabel: str = "final AWER (%)",
+) -> Figure:
+    """``metric`` against trainable parameters (log x), one line per ``group`` (method);
+    points need ``group``, ``params`` and ``metric``."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    by_group: dict[str, list[tuple[float, float]]] = {}
+    for point in points:
+        value = point.get(metric)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        by_group.setdefault(str(point.get("group", point.get("label"))), []).append(
+            (max(float(point.get("params", 1.0) or 1.0), 1.0), float(value))
+        )
+    for group, xy in sorted(by_group.items()):
+        xy.sort()
+        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=group)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    if by_group:
+        ax.legend(fontsize=8)
+    return fig
