@@ -75,8 +75,9 @@ def load_schema() -> dict[str, Any]:
 
 
 def shipped_configs() -> list[Path]:
-    """Every YAML config shipped in ``experiments/configs``."""
-    return sorted(CONFIGS_DIR.glob("*.yaml"))
+    """Every experiment config shipped in ``experiments/configs`` (``study*.yaml`` excluded:
+    those are study configs, validated by ``experiments.study``)."""
+    return sorted(p for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("study"))
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

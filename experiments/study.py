@@ -1,0 +1,600 @@
+"""``cl-ssvdo study``: the paper-claims study as sweeps in MLflow, then ``docs/results.md``.
+
+A study config (``experiments/configs/study.yaml``; its own schema, :data:`STUDY_SCHEMA`)
+names a base experiment config, the model sizes with their budgets, SSVD-O's inner shares,
+the matched baselines and the continual-learning references. It expands into ordinary sweep
+configs (``experiments.sweep``), per model size:
+
+- ``<study>-<model>-matched``: SSVD-O at the reference share and every baseline matched to
+  it (``sweep.budgets``, ``sweep.inner_share``);
+- ``<study>-<model>-split<s>``: SSVD-O at each other inner share ``s``;
+- ``<study>-<model>-references``: full fine-tuning and the CL references (no budget).
+
+Each sweep is a parent MLflow run with one child per (config, budget, seed); every child is
+tagged ``cl_ssvdo.study`` and ``cl_ssvdo.model_size``. A study record run (``cl_ssvdo.kind =
+study``) keeps the command and the wall time. Everything resumes: a killed study restarts
+where it stopped with the same command. At the end (or with ``--only-regenerate``)
+``experiments.results_doc`` rebuilds the page from the store, or from the CSVs it wrote next
+to the page when the store is absent.
+
+Example::
+
+    cl-ssvdo study --dry-run                       # the sweeps and how many runs
+    cl-ssvdo study --quick                         # configs/study_quick.yaml
+    cl-ssvdo study --config experiments/configs/study.yaml --set seeds=[0]
+    cl-ssvdo study --only-regenerate               # docs/results.md from the store, no training
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+
+from experiments import results_doc
+from experiments.config import (
+    CONFIGS_DIR,
+    ConfigError,
+    _error_to_config_error,
+    _load_with_extends,
+    apply_overrides,
+    config_hash,
+    deep_merge,
+    fill_defaults,
+    flatten,
+    load_config,
+    resolve_config_path,
+    validate_config,
+)
+from experiments.sweep import SHARED_SECTIONS, SweepChild, expand_sweep
+from experiments.tracking import TrackingUnreachableError, resolve_tracking_uri
+
+__all__ = [
+    "STUDY_SCHEMA",
+    "PlannedSweep",
+    "StudyPlan",
+    "build_parser",
+    "doc_settings",
+    "load_study",
+    "main",
+    "plan_study",
+    "regenerate",
+    "run_study",
+]
+
+DEFAULT_CONFIG = "study.yaml"
+QUICK_CONFIG = "study_quick.yaml"
+EXIT_CONFIG, EXIT_TRACKING, EXIT_DOC = 2, 3, 1
+
+_CONFIG_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_SHARE = {"type": "number", "minimum": 0, "maximum": 1}
+
+STUDY_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "cl_ssvdo study",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "models"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_.+=-]+$"},
+        "description": {"type": "string", "default": ""},
+        "estimate": {
+            "type": "string",
+            "default": "",
+            "description": "Expected wall time, shown on the page while the study has not run.",
+        },
+        "base": {
+            "type": "string",
+            "minLength": 1,
+            "default": "default.yaml",
+            "description": "Experiment config giving workdir, stream and tracking (next to this file, or shipped).",
+        },
+        "experiment": {"type": "string", "minLength": 1, "default": "cl-ssvdo-study"},
+        "seeds": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 1,
+            "default": [0, 1, 2],
+        },
+        "overrides": {
+            "type": "object",
+            "default": {},
+            "description": "A partial experiment config merged into every run (leaf by leaf).",
+        },
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"$ref": "#/$defs/model"},
+            "description": "Model sizes, smallest first (claim 4 compares the first with the last).",
+        },
+        "ssvdo": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "config": {"type": "string", "minLength": 1, "default": "ssvdo.yaml"},
+                "inner_shares": {
+                    "type": "array",
+                    "items": _SHARE,
+                    "minItems": 1,
+                    "default": [0.25, 0.5, 0.75],
+                },
+                "reference_share": {**_SHARE, "default": 0.25},
+            },
+        },
+        "baselines": {
+            **_CONFIG_LIST,
+            "default": ["ssvd.yaml", "lora.yaml", "dora.yaml", "pissa.yaml"],
+        },
+        "references": {
+            **_CONFIG_LIST,
+            "default": ["full.yaml", "naive.yaml", "replay.yaml", "ewc.yaml", "weight_avg.yaml"],
+        },
+        "claims": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "min_margin": {"type": "number", "minimum": 0, "default": 0.5},
+                "min_margin_relative": {"type": "number", "minimum": 0, "default": 2.0},
+            },
+        },
+        "output": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "doc": {"type": "string", "minLength": 1, "default": "docs/results.md"},
+                "images": {"type": "string", "minLength": 1, "default": "docs/img/results"},
+                "tables": {"type": "string", "minLength": 1, "default": "docs/results"},
+            },
+        },
+    },
+    "$defs": {
+        "model": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["model", "budgets"],
+            "properties": {
+                "model": {"type": "object", "description": "Merged into the experiment's `model`."},
+                "budgets": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "minItems": 1,
+                    "description": "Total trainable parameters per experience, ascending.",
+                },
+                "methods": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string", "minLength": 1},
+                    "default": None,
+                    "description": "Config names to run on this size (null: all).",
+                },
+                "overrides": {"type": "object", "default": {}},
+            },
+        }
+    },
+}
+
+
+@dataclass
+class PlannedSweep:
+    """One sweep of the study: a valid experiment config with a ``sweep`` section."""
+
+    name: str
+    model: str
+    kind: str
+    config: dict[str, Any]
+    children: list[SweepChild] = field(default_factory=list)
+
+
+@dataclass
+class StudyPlan:
+    study: dict[str, Any]
+    source: Path
+    sweeps: list[PlannedSweep]
+    workdir: str
+    tracking_uri: str | None
+
+
+# -- config --------------------------------------------------------------------------------------
+def _check_schema(study: Mapping[str, Any], source: str) -> None:
+    validator = jsonschema.Draft202012Validator(STUDY_SCHEMA)
+    errors = list(validator.iter_errors(study))
+    if errors:
+        raise _error_to_config_error(jsonschema.exceptions.best_match(errors), source)
+
+
+def _check_meaning(study: Mapping[str, Any], source: str) -> None:
+    """What the schema cannot say: the reference share is one of the shares, budgets ascend,
+    ``methods`` name configs of the study."""
+    shares = study["ssvdo"]["inner_shares"]
+    if study["ssvdo"]["reference_share"] not in shares:
+        raise ConfigError(
+            f"{study['ssvdo']['reference_share']} is not one of ssvdo.inner_shares",
+            "ssvdo.reference_share",
+            shares,
+            source,
+        )
+    configs = [study["ssvdo"]["config"], *study["baselines"], *study["references"]]
+    known = [Path(c).stem for c in configs]
+    for size, spec in study["models"].items():
+        if list(spec["budgets"]) != sorted(set(spec["budgets"])):
+            raise ConfigError(
+                "list distinct budgets in ascending order", f"models.{size}.budgets", None, source
+            )
+        for method in spec.get("methods") or []:
+            if method not in known:
+                raise ConfigError(
+                    f"unknown method {method!r}", f"models.{size}.methods", known, source
+                )
+
+
+def load_study(
+    name_or_path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[dict[str, Any], Path]:
+    """Read a study config (path or shipped name; ``extends`` and ``--set`` overrides applied),
+    validate it and fill its defaults. Returns ``(study, path)``.
+
+    >>> study, path = load_study("study_quick", ["seeds=[0]"])
+    >>> study["seeds"], path.name
+    ([0], 'study_quick.yaml')
+    """
+    path = resolve_config_path(name_or_path)
+    study = apply_overrides(_load_with_extends(path), overrides)
+    _check_schema(study, str(path))
+    study = fill_defaults(study, STUDY_SCHEMA)
+    _check_schema(study, str(path))
+    _check_meaning(study, str(path))
+    return study, path
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"max_steps": 5}}`` -> ``{"train.max_steps": 5}`` (values kept as they are)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_dotted(value, f"{name}."))
+        else:
+            out[name] = copy.deepcopy(value)
+    return out
+
+
+def _split(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(sections every sweep child shares with its sweep config, the per-child rest)."""
+    shared = {k: v for k, v in overrides.items() if k in SHARED_SECTIONS}
+    return shared, {k: v for k, v in overrides.items() if k not in SHARED_SECTIONS}
+
+
+def _resolve_near(name: str, source: Path) -> Path:
+    candidate = source.parent / name
+    return candidate if candidate.is_file() else resolve_config_path(name)
+
+
+def _share_name(share: float) -> str:
+    return f"{share:g}"
+
+
+def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
+    """The study's sweeps, in running order (each model size: matched, splits, references),
+    with their children expanded and validated (``ConfigError`` before any work)."""
+    source = Path(source)
+    base = load_config(_resolve_near(study["base"], source))
+    shared, child = _split(study["overrides"])
+    top = deep_merge(base, shared)
+    if top["tracking"].get("offline"):
+        raise ConfigError(
+            "the study reads its results back from the tracking store: offline is not supported",
+            "overrides.tracking.offline",
+            source=str(source),
+        )
+    ssvdo_cfg = study["ssvdo"]["config"]
+    ref = study["ssvdo"]["reference_share"]
+    sweeps: list[PlannedSweep] = []
+    for size, spec in study["models"].items():
+        m_shared, m_child = _split(spec["overrides"])
+        common = deep_merge(top, m_shared)
+        common["model"] = deep_merge(common["model"], spec["model"])
+        child_overrides = _dotted(deep_merge(child, m_child))
+        wanted = spec.get("methods")
+
+        def want(name: str, wanted=wanted) -> bool:
+            return wanted is None or Path(name).stem in wanted
+
+        groups: list[tuple[str, list[str], list[int] | None, float]] = []
+        matched = [c for c in [ssvdo_cfg, *study["baselines"]] if want(c)]
+        if matched:
+            groups.append(("matched", matched, list(spec["budgets"]), ref))
+        if want(ssvdo_cfg):
+            for share in study["ssvdo"]["inner_shares"]:
+                if share != ref:
+                    groups.append(
+                        (f"split{_share_name(share)}", [ssvdo_cfg], list(spec["budgets"]), share)
+                    )
+        references = [c for c in study["references"] if want(c)]
+        if references:
+            groups.append(("references", references, None, ref))
+        for kind, configs, budgets, share in groups:
+            name = f"{study['name']}-{size}-{kind}"
+            cfg = copy.deepcopy(common)
+            cfg["name"] = name
+            cfg["description"] = f"Study {study['name']}, model {size}: {kind}."
+            cfg["seeds"] = list(study["seeds"])
+            cfg["tracking"]["experiment"] = study["experiment"]
+            cfg["tracking"]["tags"] = {
+                **cfg["tracking"].get("tags", {}),
+                "cl_ssvdo.study": study["name"],
+                "cl_ssvdo.model_size": size,
+            }
+            cfg["sweep"] = {
+                "configs": configs,
+                "budgets": budgets,
+                "inner_share": share,
+                "seeds": list(study["seeds"]),
+                "grid": {},
+                "overrides": child_overrides,
+            }
+            validate_config(cfg, source=f"{source} (sweep {name})")
+            children = expand_sweep(cfg, (), str(source))
+            sweeps.append(PlannedSweep(name, size, kind, cfg, children))
+    return StudyPlan(
+        dict(study), source, sweeps, str(top["workdir"]), top["tracking"].get("uri") or None
+    )
+
+
+def _child_method(child: SweepChild) -> str:
+    strategy = child.config["strategy"]
+    adapter = strategy.get("adapter") or {}
+    share = None
+    if adapter.get("method") == "ssvdo":
+        constant = (adapter.get("schedule") or {}).get("constant") or {}
+        share = constant.get("inner_share")
+    return results_doc.method_label(
+        strategy["name"], adapter.get("method", "none"), None if share is None else float(share)
+    )
+
+
+def doc_settings(plan: StudyPlan, command: str) -> results_doc.DocSettings:
+    """What ``results_doc`` needs from the study config and its plan."""
+    study = plan.study
+    methods: dict[str, list[str]] = {}
+    planned: dict[str, int] = {}
+    for sweep in plan.sweeps:
+        methods.setdefault(sweep.model, [])
+        methods[sweep.model] += [_child_method(c) for c in sweep.children]
+        planned[sweep.model] = planned.get(sweep.model, 0) + len(sweep.children)
+    return results_doc.DocSettings(
+        study=study["name"],
+        experiment=study["experiment"],
+        command=command,
+        models=list(study["models"]),
+        budgets={m: list(spec["budgets"]) for m, spec in study["models"].items()},
+        seeds=list(study["seeds"]),
+        inner_shares=list(study["ssvdo"]["inner_shares"]),
+        reference_share=float(study["ssvdo"]["reference_share"]),
+        min_margin=float(study["claims"]["min_margin"]),
+        min_margin_relative=float(study["claims"]["min_margin_relative"]),
+        estimate=study.get("estimate", ""),
+        description=study.get("description", ""),
+        planned_runs=planned,
+        methods={m: sorted(set(v)) for m, v in methods.items()},
+        presets={m: str(spec["model"].get("preset", m)) for m, spec in study["models"].items()},
+    )
+
+
+# -- running -------------------------------------------------------------------------------------
+def _study_folder(plan: StudyPlan):
+    from experiments.recorder import RunDir
+
+    body = {k: v for k, v in plan.study.items() if k not in ("description", "estimate", "output")}
+    return RunDir(Path(plan.workdir) / "studies" / f"{plan.study['name']}-{config_hash(body)}")
+
+
+def run_study(
+    plan: StudyPlan,
+    *,
+    command: str,
+    tracking_uri: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> str:
+    """Run (or resume) every sweep of ``plan`` and keep a study record run with the wall time.
+    Returns the tracking URI the results went to."""
+    from experiments.recorder import RunRecorder
+    from experiments.sweep import run_sweep
+    from experiments.tracking import check_tracking, resolve_artifact_location
+
+    study = plan.study
+    uri = resolve_tracking_uri(tracking_uri or plan.tracking_uri, plan.workdir)
+    check_tracking(uri)
+    folder = _study_folder(plan)
+    if fresh and folder.path.exists():
+        shutil.rmtree(folder.path)  # a fresh study also restarts its wall-time count
+    folder.create()
+    state = folder.state()
+    previous = state.get("mlflow") or {}
+    resume = previous.get("run_id") if previous.get("tracking_uri") == uri else None
+    recorder = RunRecorder(
+        folder.path,
+        uri,
+        study["experiment"],
+        study["name"],
+        run_id=resume,
+        check=False,
+        artifact_location=resolve_artifact_location(uri, plan.workdir),
+        tags={"cl_ssvdo.kind": "study", "cl_ssvdo.study": study["name"]},
+    )
+    recorder.set_tags({"cl_ssvdo.kind": "study", "cl_ssvdo.study": study["name"]})
+    recorder.log_params(
+        {"study.command": command, **{f"study.{k}": v for k, v in flatten(study).items()}}
+    )
+    wall = float(state.get("wall_seconds", 0.0))
+    started = time.time()
+    folder.update_state(kind="study", status="RUNNING", sweeps=[s.name for s in plan.sweeps])
+
+    def elapsed() -> float:
+        return wall + time.time() - started
+
+    try:
+        for done, sweep in enumerate(plan.sweeps, start=1):
+            if progress:
+                print(f"\n== study {study['name']}: sweep {done}/{len(plan.sweeps)} {sweep.name} "
+                      f"({len(sweep.children)} runs)")  # fmt: skip
+            run_sweep(
+                sweep.config,
+                tracking_uri=uri,
+                fresh=fresh,
+                progress=progress,
+                source=str(plan.source),
+            )
+            folder.update_state(wall_seconds=elapsed(), sweeps_done=done)
+            recorder.log_metrics(
+                {"study_wall_seconds": elapsed(), "study_sweeps_done": done}, step=done
+            )
+    except BaseException:
+        folder.update_state(wall_seconds=elapsed(), status="FAILED")
+        recorder.log_metrics({"study_wall_seconds": elapsed()}, step=len(plan.sweeps) + 1)
+        recorder.finish("FAILED")
+        raise
+    folder.update_state(status="FINISHED")
+    recorder.log_metrics({"study_wall_seconds": elapsed()}, step=len(plan.sweeps) + 1)
+    recorder.finish("FINISHED")
+    if progress:
+        print(f"study {study['name']}: {elapsed() / 3600:.2f} h of wall time in all")
+    return uri
+
+
+def regenerate(
+    plan: StudyPlan,
+    settings: results_doc.DocSettings,
+    *,
+    tracking_uri: str | None = None,
+    quick_command: str | None = None,
+) -> list[Path]:
+    """Rebuild the page from the store (or, when the store has no run of this study, from the
+    CSVs of an earlier regeneration); with neither, the "not yet run" page.
+
+    Raises ``FileExistsError`` rather than replace another study's results with that page.
+    """
+    out = plan.study["output"]
+    uri = resolve_tracking_uri(tracking_uri or plan.tracking_uri, plan.workdir)
+    try:
+        frame = results_doc.collect_runs(uri, settings.experiment, settings.study, settings)
+        meta = results_doc.study_record(uri, settings.experiment, settings.study)
+    except TrackingUnreachableError as exc:
+        warnings.warn(f"{exc}; using the CSVs next to the page", RuntimeWarning, stacklevel=2)
+        frame, meta = pd.DataFrame(), {}
+    if frame.empty:
+        frame, meta = results_doc.load_runs_csv(out["tables"], settings.study)
+        if frame.empty and meta.get("study") not in (None, settings.study):
+            raise FileExistsError(
+                f"{out['doc']} holds results of study {meta['study']!r} and no run of study "
+                f"{settings.study!r} was found: not replacing them with a 'not yet run' page"
+            )
+    if frame.empty:
+        return [results_doc.write_not_run_page(out["doc"], settings, quick_command)]
+    return results_doc.write_results(
+        frame, settings, doc=out["doc"], images=out["images"], tables=out["tables"], meta=meta
+    )
+
+
+# -- command line --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cl-ssvdo study",
+        description="The paper-claims study: sweeps in MLflow, then docs/results.md from the store.",
+    )
+    p.add_argument("--config", default=None, help=f"study config (default: {DEFAULT_CONFIG})")
+    p.add_argument("--quick", action="store_true", help=f"the reduced study ({QUICK_CONFIG})")
+    p.add_argument(
+        "--only-regenerate",
+        action="store_true",
+        help="rebuild the results page from the store (or its CSVs) without training",
+    )
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the study config (dotted key, YAML value), repeatable",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list the sweeps and runs, then exit")
+    p.add_argument("--fresh", action="store_true", help="start every run over")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _display_path(path: Path) -> str:
+    resolved = path.resolve()
+    for root in (CONFIGS_DIR.parent.parent, Path.cwd()):
+        try:
+            return resolved.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _command(args: argparse.Namespace, path: Path) -> str:
+    parts = ["cl-ssvdo study"]
+    parts.append("--quick" if args.quick else f"--config {_display_path(path)}")
+    parts += [f"--set {o}" for o in args.overrides]
+    return " ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``cl-ssvdo study ...``; returns the exit status (2: invalid config, 3: store down)."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.quick and args.config:
+        parser.error("give --config or --quick, not both")
+    try:
+        study, path = load_study(QUICK_CONFIG if args.quick else args.config or DEFAULT_CONFIG,
+                                 args.overrides)  # fmt: skip
+        plan = plan_study(study, path)
+        command = _command(args, path)
+        settings = doc_settings(plan, command)
+        if args.dry_run:
+            for sweep in plan.sweeps:
+                print(f"{sweep.name}: {len(sweep.children)} runs")
+                for child in sweep.children:
+                    print(f"  {child.label}")
+            total = ", ".join(f"{m}: {n}" for m, n in settings.planned_runs.items())
+            print(f"runs per model: {total}; expected time: {study['estimate'] or 'not stated'}")
+            return 0
+        if not args.only_regenerate:
+            run_study(
+                plan,
+                command=command,
+                tracking_uri=args.tracking_uri,
+                fresh=args.fresh,
+                progress=not args.quiet,
+            )
+        quick = None if args.quick or path.name == QUICK_CONFIG else "cl-ssvdo study --quick"
+        files = regenerate(plan, settings, tracking_uri=args.tracking_uri, quick_command=quick)
+    except ConfigError as exc:
+        print(f"cl-ssvdo study: invalid config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except TrackingUnreachableError as exc:
+        print(f"cl-ssvdo study: {exc}", file=sys.stderr)
+        return EXIT_TRACKING
+    except FileExistsError as exc:
+        print(f"cl-ssvdo study: {exc}", file=sys.stderr)
+        return EXIT_DOC
+    print("written: " + ", ".join(str(f) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
