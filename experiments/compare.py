@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.plots import learning_forgetting_scatter, save, wer_vs_params
+from experiments.results import SUMMARY_SCALARS
 from experiments.tracking import check_tracking, find_experiment_ids, get_client
 
 __all__ = [
@@ -29,15 +30,7 @@ __all__ = [
     "write_comparison",
 ]
 
-METRIC_COLUMNS = (
-    "awer",
-    "bwt",
-    "forgetting_mean",
-    "forgetting_max",
-    "learning_mean",
-    "im_mean",
-    "fwt_mean",
-)
+METRIC_COLUMNS = SUMMARY_SCALARS
 ID_COLUMNS = ("run", "strategy", "adapter", "budget", "seed", "trainable_params")
 
 

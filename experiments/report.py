@@ -15,22 +15,14 @@ import pandas as pd
 from cl_ssvdo import metrics
 from experiments.compare import frame_to_text
 from experiments.recorder import RunDir
-from experiments.results import RunResult, format_matrix
+from experiments.results import SUMMARY_SCALARS, RunResult, format_matrix
 
 __all__ = ["report_run_dir"]
 
 
 def _metric_lines(summary: dict) -> list[str]:
     lines = ["| metric | value |", "|---|---|"]
-    for key in (
-        "awer",
-        "bwt",
-        "forgetting_mean",
-        "forgetting_max",
-        "learning_mean",
-        "im_mean",
-        "fwt_mean",
-    ):
+    for key in SUMMARY_SCALARS:
         value = summary.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
             lines.append(f"| {key} | {value:.2f} |")

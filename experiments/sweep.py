@@ -46,7 +46,7 @@ from experiments.config import (
     validate_config,
 )
 from experiments.recorder import RunDir, RunRecorder, sync_run_dir
-from experiments.results import RunResult, format_result
+from experiments.results import SUMMARY_SCALARS, RunResult, format_result
 from experiments.tracking import (
     check_tracking,
     resolve_artifact_location,
@@ -272,15 +272,7 @@ def _row(child: SweepChild, result: RunResult) -> dict[str, Any]:
         "seed": child.seed,
         "trainable_params": float(summary.get("trainable_params_max", float("nan"))),
     }
-    for key in (
-        "awer",
-        "bwt",
-        "forgetting_mean",
-        "forgetting_max",
-        "learning_mean",
-        "im_mean",
-        "fwt_mean",
-    ):
+    for key in SUMMARY_SCALARS:
         value = summary.get(key)
         row[key] = float(value) if isinstance(value, int | float) else float("nan")
     for domain, value in zip(result.domains, result.wer[-1], strict=True):
