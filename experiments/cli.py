@@ -12,7 +12,7 @@ Subcommands::
     cl-ssvdo sync RUN_DIR                         push a run folder to the tracking store
     cl-ssvdo ui                                   MLflow UI on the project's store
     cl-ssvdo demo                                 the README's main command
-    cl-ssvdo study ...                            the paper-claims study (later issue)
+    cl-ssvdo study ...                            the paper-claims study (docs/results.md)
 
 Errors: an invalid config exits with status 2 (the message names the field and the allowed
 values), an unreachable tracking store with status 3 (results already written stay on disk).
@@ -21,7 +21,6 @@ values), an unreachable tracking store with status 3 (results already written st
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
@@ -125,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="run the two strategies again")
     p.set_defaults(config="demo")
 
-    sub.add_parser("study", help="the paper-claims study (issue 7; its own arguments follow)")
+    sub.add_parser(
+        "study", help="the paper-claims study (its own arguments follow; see --help after it)"
+    )
     return parser
 
 
@@ -287,17 +288,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    """Hook for the study of issue 7: delegates to ``experiments.study.main(argv)`` when present."""
-    try:
-        study = importlib.import_module("experiments.study")
-    except ModuleNotFoundError as exc:
-        if exc.name != "experiments.study":
-            raise
-        print(
-            "cl-ssvdo study: not implemented yet (experiments/study.py provides main(argv))",
-            file=sys.stderr,
-        )
-        return 1
+    """The paper-claims study: delegates its own arguments to ``experiments.study.main(argv)``."""
+    from experiments import study
+
     return int(study.main(args.args) or 0)
 
 
