@@ -2,12 +2,17 @@
 
 Imports torch (and, on demand, peft and speechbrain) only. ``SSVDOConfig`` (the peft config) is
 loaded lazily because importing peft takes seconds; touching it registers SSVD-O with peft, and
-so does ``import cl_ssvdo`` when peft is already imported.
+so does ``import cl_ssvdo`` when peft is already imported. The submodules ``budget``, ``metrics``
+and ``baselines`` are imported eagerly (torch and the standard library only; ``baselines``
+imports peft inside the functions that need it).
 """
 
 import sys
 from typing import Any
 
+from . import baselines, budget, metrics
+from .baselines import AdapterHandle, apply_adapter
+from .budget import allocate, match_rank, match_ranks
 from .ssvdo import (
     LayerSummary,
     SSVDOLinear,
@@ -26,13 +31,21 @@ _LAZY = {
 }
 
 __all__ = [
+    "AdapterHandle",
     "LayerSummary",
     "SSVDOConfig",
     "SSVDOLinear",
     "SSVDOModel",
+    "allocate",
+    "apply_adapter",
+    "baselines",
     "basis_drift",
+    "budget",
     "inject_ssvdo",
+    "match_rank",
+    "match_ranks",
     "merge_ssvdo",
+    "metrics",
     "register_with_peft",
     "ssvdo_layers",
     "ssvdo_num_parameters",

@@ -21,7 +21,10 @@ Settings per method:
   ``allocation``, one ``(inner_ratio, outer_rank)`` per matched layer in model order (what
   :func:`cl_ssvdo.budget.allocate` returns); ``tau=1e-3``, ``rotation="cayley"``,
   ``subspace="top"``. ``ssvd``: ``inner_ratio``, ``tau``, ``rotation``, ``subspace``.
-- ``lora`` / ``dora`` / ``pissa``: ``rank`` (required), ``alpha=rank`` (scale ``alpha / rank``),
+- ``lora`` / ``dora`` / ``pissa``: ``rank`` (required): one int for every layer, or one int per
+  matched layer in model order (what :func:`cl_ssvdo.budget.match_ranks` returns; passed to
+  peft as exact-name ``rank_pattern`` / ``alpha_pattern`` entries); ``alpha`` (default: each
+  layer's rank, i.e. scale ``alpha / rank = 1``; a number for every layer, or one per layer);
   ``dropout=0.0``; ``pissa`` also ``pissa_init="pissa"`` (or ``"pissa_niter_<n>"``, peft's
   fast randomized SVD).
 - ``full``: ``bias=True``.
@@ -146,6 +149,7 @@ class AdapterHandle:
         settings: dict[str, Any],
         requires_grad: dict[str, bool],
         tuner: Any = None,
+        had_peft_config: bool = False,
     ) -> None:
         self.model = model
         self.method = method
@@ -153,6 +157,7 @@ class AdapterHandle:
         self.settings = settings
         self._requires_grad = requires_grad
         self._tuner = tuner
+        self._had_peft_config = had_peft_config
         self._shapes = {name: _linear_shape(model.get_submodule(name)) for name in names}
         self.merged = False
 
@@ -188,6 +193,10 @@ class AdapterHandle:
         elif self.method in ("lora", "dora", "pissa"):
             self.model = self._tuner.merge_and_unload()
             self._tuner = None
+            # peft's tuner sets ``model.peft_config``; a plain module should not keep it (a
+            # later get_peft_model on it would warn). peft 0.21 removes it itself on unload.
+            if not self._had_peft_config and "peft_config" in vars(self.model):
+                del self.model.peft_config
         for name, param in self.model.named_parameters():
             if name in self._requires_grad:
                 param.requires_grad_(self._requires_grad[name])
@@ -204,21 +213,56 @@ def _linear_shape(module: nn.Module) -> tuple[int, int]:
     return base.out_features, base.in_features
 
 
+def _per_layer(name: str, value: Any, names: list[str]) -> list[Any] | None:
+    """``value`` as one entry per layer when it is a sequence (checked length), else None."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return None
+    values = list(value)
+    if len(values) != len(names):
+        raise ValueError(
+            f"{name}: {len(values)} values for {len(names)} matched layers {names} (give one "
+            f"int for all layers or one per layer in model order)"
+        )
+    return values
+
+
+def _check_int_rank(rank: Any, where: str = "rank") -> int:
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"{where}: must be an int >= 1, got {rank!r}")
+    return rank
+
+
+def _peft_ranks(s: dict[str, Any], names: list[str]) -> tuple[list[int], list[Any]]:
+    """Per-layer ``(ranks, alphas)`` from the ``rank`` / ``alpha`` settings (checked)."""
+    ranks = _per_layer("rank", s["rank"], names)
+    alphas = _per_layer("alpha", s["alpha"], names)
+    if ranks is None:
+        ranks = [_check_int_rank(s["rank"])] * len(names)
+    else:
+        ranks = [_check_int_rank(r, f"rank[{i}]") for i, r in enumerate(ranks)]
+    if alphas is None:
+        alphas = list(ranks) if s["alpha"] is None else [s["alpha"]] * len(names)
+    return ranks, alphas
+
+
 def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, Any]) -> Any:
     from peft import LoraConfig
     from peft.tuners.lora import LoraModel
 
-    rank = s["rank"]
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank: must be an int >= 1, got {rank!r}")
+    ranks, alphas = _peft_ranks(s, names)
     extra: dict[str, Any] = {}
     if method == "dora":
         extra["use_dora"] = True
     elif method == "pissa":
         extra["init_lora_weights"] = s["pissa_init"]
+    if len(set(ranks)) > 1 or len(set(alphas)) > 1:
+        # peft matches pattern keys as ``(.*\.)?(key)$``; a leading ^ inside the group only
+        # matches with an empty prefix, so each key names exactly one module.
+        extra["rank_pattern"] = {"^" + re.escape(n): r for n, r in zip(names, ranks, strict=True)}
+        extra["alpha_pattern"] = {"^" + re.escape(n): a for n, a in zip(names, alphas, strict=True)}
     config = LoraConfig(
-        r=rank,
-        lora_alpha=rank if s["alpha"] is None else s["alpha"],
+        r=ranks[0],
+        lora_alpha=alphas[0],
         lora_dropout=s["dropout"],
         # Exact names as one anchored regex: peft's list form would also match name suffixes.
         target_modules="^(?:" + "|".join(re.escape(n) for n in names) + ")$",
@@ -271,6 +315,9 @@ def apply_adapter(
     s = _settings(method, settings)
     names = resolve_targets(model, targets)
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    had_peft_config = "peft_config" in vars(model)
+    if method in ("lora", "dora", "pissa"):
+        _peft_ranks(s, names)  # bad ranks raise before the model is touched
     model.requires_grad_(False)
     tuner = None
     if method in ("ssvdo", "ssvd"):
@@ -283,4 +330,4 @@ def apply_adapter(
                 layer.bias.requires_grad_(True)
     else:
         tuner = _apply_peft(model, method, names, s)
-    return AdapterHandle(model, method, names, s, requires_grad, tuner)
+    return AdapterHandle(model, method, names, s, requires_grad, tuner, had_peft_config)

@@ -10,18 +10,22 @@ with residuals, targets ``*ffn.0`` / ``*ffn.3``, ``tokens`` rows of input):
 - train step (forward, loss, backward, AdamW step; median (``--stat min``: minimum) of
   ``repeats`` after ``warmup``,
   variants interleaved round-robin so background load hits them alike) of: the frozen model,
-  peft LoRA at the rank :func:`cl_ssvdo.budget.match_rank` gives for the budget, SSVD-O at
+  peft LoRA at the per-layer ranks :func:`cl_ssvdo.budget.match_ranks` gives for the budget
+  (uniform when the budget is a LoRA count), SSVD-O at
   every inner share of the same budget (:func:`cl_ssvdo.budget.allocate`), and the peer's way
   (:class:`FullFactorSSVDO`, W' = U' diag(s') V'^T recomposed from full factors every forward,
   as the public SSVD code does) at the default share. The input requires its gradient in every
   variant (as a layer below it would), so the frozen step includes a backward pass.
+- multiply-adds per token of one train step (forward + backward, ``arithmetic_macs``), the
+  structural cost each variant pays before any implementation detail.
 - peak memory of one train step: on CUDA ``torch.cuda.max_memory_allocated``; on CPU an
   account of parameters + buffers + gradients + optimizer state + the tensors autograd saves
   for backward (``saved_tensors_hooks``, storages counted once, weights not double counted).
   Transient temporaries are not in the CPU figure.
 - inference (no grad) of the merged SSVD-O model vs the base model.
 - set-up: SSVD-O injection (its decomposition) of all targets vs one full thin
-  ``torch.linalg.svd`` of the same weights.
+  ``torch.linalg.svd`` of the same weights, and its two parts: the singular triplets alone
+  (``decompose.singular_triplets``) and the Householder QR of the layers with an outer rank.
 - adapter buffers: bytes SSVD-O stores beside the frozen weights vs those weights' bytes.
 """
 
@@ -45,6 +49,7 @@ from torch import nn
 
 from cl_ssvdo import budget
 from cl_ssvdo.baselines import AdapterHandle, apply_adapter, resolve_targets
+from cl_ssvdo.ssvdo.decompose import complement_reflectors, singular_triplets
 
 TARGETS = ("*ffn.0", "*ffn.3")
 DEFAULT_SHARES = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -156,6 +161,49 @@ def apply_full_factor(model: nn.Module, allocation: Sequence[tuple[float, int]])
         setattr(model.get_submodule(parent), child, FullFactorSSVDO(base, p, ol))
 
 
+# --------------------------------------------------------------------------- arithmetic
+def arithmetic_macs(
+    kind: str,
+    shapes: Sequence[tuple[int, int]],
+    tokens: int,
+    settings: Sequence[tuple[int, int]] = (),
+) -> float:
+    """Multiply-adds per token of one train step over the adapted layers (input needs grad).
+
+    ``kind``: "frozen" (2 m n: forward, input gradient), "lora" (``settings`` = ranks r:
+    + 3 r (m + n)), "ssvdo" (``settings`` = (a, l, low-rank?) per layer, a = |J|, w = a + l:
+    the low-rank path of :class:`cl_ssvdo.SSVDOLinear` adds forward n a + a w + m w and
+    backward m a + 2 m l + 2 a w + n a; the dense path adds the weight gradient m n and, per
+    step, forming W' and its backward, 2 (w m n + w a n)), "peer" (``settings`` = (k, l): :class:`FullFactorSSVDO`; once per step it
+    recomposes W' = U' diag(s') V'^T (r m n, plus n k^2 for V_k G and m (m - n) l for
+    U_perp Q) and pushes the gradient of W' back through it (about twice that), spread over
+    ``tokens``; per token a dense layer with its weight gradient, 3 m n). Elementwise work is
+    not counted.
+    """
+    total = 0.0
+    for i, (m, n) in enumerate(shapes):
+        frozen = 2 * m * n
+        if kind == "frozen":
+            total += frozen
+        elif kind == "lora":
+            total += frozen + 3 * settings[i] * (m + n)
+        elif kind == "ssvdo":
+            a, ol, lowrank = settings[i]
+            w = a + ol
+            if lowrank:
+                total += frozen + (n * a + a * w + m * w) + (m * a + 2 * m * ol + 2 * a * w + n * a)
+            else:
+                total += frozen + m * n + 2 * (w * m * n + w * a * n) / tokens
+        elif kind == "peer":
+            k, ol = settings[i]
+            r = min(m, n)
+            per_step = 3 * (r * m * n + n * k * k + m * max(m - n, 0) * ol)
+            total += 3 * m * n + per_step / tokens
+        else:
+            raise ValueError(f"kind: unknown {kind!r}")
+    return total
+
+
 # --------------------------------------------------------------------------- measuring
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -183,6 +231,7 @@ class Variant:
     detail: str = ""
     optimizer: torch.optim.Optimizer | None = None
     times: list[float] = field(default_factory=list)
+    macs: float = 0.0  # arithmetic_macs: multiply-adds per token of a train step
 
     def __post_init__(self) -> None:
         if self.trainable:
@@ -285,12 +334,14 @@ def adapter_buffer_bytes(model: nn.Module, names: Sequence[str]) -> list[tuple[i
     return out
 
 
-def _ranks(handle: AdapterHandle) -> str:
+def _ranks(handle: AdapterHandle, tokens: int) -> str:
+    """k and l over the layers, and the forward path the layers pick for a train step."""
     layers = [handle.model.get_submodule(n) for n in handle.targets]
     ks = sorted({layer.inner_rank for layer in layers})
     ls = sorted({layer.outer_rank for layer in layers if layer.out_features > layer.in_features})
+    paths = sorted({"low-rank" if la._use_lowrank(tokens, True) else "dense" for la in layers})
     fmt = lambda v: "/".join(map(str, v)) if len(v) <= 2 else f"{v[0]}..{v[-1]}"  # noqa: E731
-    return f"k={fmt(ks)} l={fmt(ls or [0])}"
+    return f"k={fmt(ks)} l={fmt(ls or [0])}, {'+'.join(paths)}"
 
 
 # --------------------------------------------------------------------------- one stack
@@ -315,14 +366,18 @@ def bench_stack(
     shapes = [tuple(base.get_submodule(n).weight.shape) for n in names]
     if budget_params is None:
         budget_params = sum(budget.lora_params(m, n, lora_rank) for m, n in shapes)
-    rank, lora_count = budget.match_rank("lora", shapes, budget_params)
+    ranks, lora_count = budget.match_ranks("lora", shapes, budget_params)
+    rank_label = "/".join(map(str, sorted(set(ranks), reverse=True)))
     x = torch.randn(shape.tokens, shape.d, device=device, requires_grad=True)
     log(f"[{shape.name}] d={shape.d} ffn={shape.ffn} blocks={shape.blocks} tokens={shape.tokens}")
 
     variants = [Variant("frozen", base, [])]
+    variants[0].macs = arithmetic_macs("frozen", shapes, shape.tokens)
     lora_model = copy.deepcopy(base)
-    lora = apply_adapter(lora_model, "lora", list(TARGETS), rank=rank)
-    variants.append(Variant(f"peft LoRA r={rank}", lora_model, lora.trainable_parameters(), lora))
+    lora = apply_adapter(lora_model, "lora", list(TARGETS), rank=ranks)
+    lora_v = Variant(f"peft LoRA r={rank_label}", lora_model, lora.trainable_parameters(), lora)
+    lora_v.macs = arithmetic_macs("lora", shapes, shape.tokens, ranks)
+    variants.append(lora_v)
     ssvdo_by_share: dict[float, Variant] = {}
     setup: dict[str, float] = {}
     for share in shares:
@@ -339,7 +394,17 @@ def bench_stack(
             model,
             handle.trainable_parameters(),
             handle,
-            _ranks(handle),
+            _ranks(handle, shape.tokens),
+        )
+        layers = [model.get_submodule(n) for n in handle.targets]
+        v.macs = arithmetic_macs(
+            "ssvdo",
+            shapes,
+            shape.tokens,
+            [
+                (la.num_components, la.outer_rank, la._use_lowrank(shape.tokens, True))
+                for la in layers
+            ],
         )
         ssvdo_by_share[share] = v
         variants.append(v)
@@ -348,9 +413,14 @@ def bench_stack(
         peer_model = copy.deepcopy(base)
         apply_full_factor(peer_model, default_alloc)
         trainable = [p for p in peer_model.parameters() if p.requires_grad]
-        variants.append(
-            Variant(f"full-factor recomposition, share {default_share:.2f}", peer_model, trainable)
+        peer_v = Variant(
+            f"full-factor recomposition, share {default_share:.2f}", peer_model, trainable
         )
+        peer_layers = [peer_model.get_submodule(n) for n in names]
+        peer_v.macs = arithmetic_macs(
+            "peer", shapes, shape.tokens, [(la.k, la.l) for la in peer_layers]
+        )
+        variants.append(peer_v)
 
     # Train steps, interleaved.
     for rep in range(warmup + repeats):
@@ -378,6 +448,8 @@ def bench_stack(
                 "step_ms": 1e3 * t,
                 "step_ms_all": [1e3 * sec for sec in v.times],
                 "step_vs_frozen": t / frozen_t,
+                "macs_per_token": v.macs,
+                "macs_vs_frozen": v.macs / variants[0].macs,
                 "step_vs_lora": t / lora_t,
                 "peak_mb": mem / 2**20,
                 "mem_vs_frozen": mem / frozen_mem,
@@ -401,10 +473,34 @@ def bench_stack(
         for w in weights:
             torch.linalg.svd(w if w.shape[0] >= w.shape[1] else w.T, full_matrices=False)
 
-    setup_reps = max(1, min(3, repeats))
-    t_copy = median_time(copy_only, device, 0, setup_reps)
-    setup["ssvdo"] = max(median_time(ssvdo_setup, device, 0, setup_reps) - t_copy, 0.0)
-    setup["full_svd"] = median_time(full_svd, device, 0, setup_reps)
+    default_layers = [ssvdo_by_share[default_share].model.get_submodule(n) for n in names]
+    parts = [
+        (w, la._indices, la.outer_rank > 0) for w, la in zip(weights, default_layers, strict=True)
+    ]
+
+    def triplets() -> None:
+        for w, indices, _ in parts:
+            singular_triplets(w, indices)
+
+    def complements() -> None:
+        for w, _, outer in parts:
+            if outer:
+                complement_reflectors(w)
+
+    routes = sorted({singular_triplets(w, idx).route for w, idx, _ in parts})
+    timers = {
+        "copy": copy_only,
+        "ssvdo": ssvdo_setup,
+        "triplets": triplets,
+        "complement": complements,
+        "full_svd": full_svd,
+    }
+    setup_times: dict[str, list[float]] = {k: [] for k in timers}
+    for _ in range(max(1, min(3, repeats))):  # interleaved, like the train steps
+        for key, fn in timers.items():
+            setup_times[key].append(median_time(fn, device, 0, 1))
+    setup.update({k: _stat(v) for k, v in setup_times.items()})
+    setup["ssvdo"] = max(setup["ssvdo"] - setup.pop("copy"), 0.0)
 
     # Adapter buffers vs the frozen weights they sit beside.
     default_v = ssvdo_by_share[default_share]
@@ -447,6 +543,8 @@ def bench_stack(
         "unmerged_inference_vs_base": inf_unmerged[default_v.label] / inf_base,
         "lora_unmerged_inference_vs_base": inf_unmerged[variants[1].label] / inf_base,
         "setup_vs_full_svd": setup["ssvdo"] / setup["full_svd"],
+        "triplets_vs_full_svd": setup["triplets"] / setup["full_svd"],
+        "complement_vs_full_svd": setup["complement"] / setup["full_svd"],
         "buffers_vs_frozen_weights": extra / frozen_bytes,
         "buffers_vs_frozen_weights_worst_layer": worst_layer,
         "peer_buffers_vs_frozen_weights": (peer_extra / frozen_bytes) if peer else None,
@@ -457,11 +555,13 @@ def bench_stack(
     return {
         "shape": shape.__dict__,
         "budget": budget_params,
-        "lora_rank": rank,
+        "lora_rank": rank_label,
+        "lora_ranks": ranks,
         "lora_count": lora_count,
         "default_share": default_share,
         "rows": rows,
         "setup_s": setup,
+        "decomposition_routes": routes,
         "inference_ms": {
             "base": 1e3 * inf_base,
             "merged": 1e3 * inf_merged,
@@ -486,13 +586,14 @@ def format_report(result: dict[str, Any]) -> str:
         f"{s['tokens']} tokens; budget {result['budget']:,} trainable parameters "
         f"(LoRA r={result['lora_rank']}: {result['lora_count']:,})",
         "",
-        "| variant | trainable | ranks | step ms | x frozen | x LoRA | peak MB | mem x frozen | mem x LoRA |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | trainable | ranks | step ms | x frozen | x LoRA | MACs/token | MACs x frozen | peak MB | mem x frozen | mem x LoRA |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['variant']} | {r['trainable']:,} | {r['ranks']} | {r['step_ms']:.1f} | "
-            f"{r['step_vs_frozen']:.2f} | {r['step_vs_lora']:.2f} | {r['peak_mb']:.1f} | "
+            f"{r['step_vs_frozen']:.2f} | {r['step_vs_lora']:.2f} | "
+            f"{r['macs_per_token'] / 1e6:.1f} M | {r['macs_vs_frozen']:.2f} | {r['peak_mb']:.1f} | "
             f"{r['mem_vs_frozen']:.2f} | {r['mem_vs_lora']:.2f} |"
         )
     q = result["ratios"]
@@ -504,6 +605,8 @@ def format_report(result: dict[str, Any]) -> str:
         ("ratio full-factor step / SSVD-O step", q["peer_speedup"], f">= {TARGET_PEER_SPEEDUP:.2f}", _verdict(q["peer_speedup"], TARGET_PEER_SPEEDUP, False)),
         (f"ratio merged inference / base ({inf['merged']:.1f} / {inf['base']:.1f} ms)", q["merged_inference_vs_base"], "1.00", _verdict(abs(q["merged_inference_vs_base"] - 1.0), 0.03, True)),
         (f"ratio set-up / full SVD ({1e3 * st['ssvdo']:.0f} / {1e3 * st['full_svd']:.0f} ms)", q["setup_vs_full_svd"], f"<= {TARGET_SETUP_VS_SVD:.2f}", _verdict(q["setup_vs_full_svd"], TARGET_SETUP_VS_SVD, True)),
+        (f"ratio singular triplets only / full SVD ({1e3 * st['triplets']:.0f} ms, route {'+'.join(result['decomposition_routes'])})", q["triplets_vs_full_svd"], f"<= {TARGET_SETUP_VS_SVD:.2f}", _verdict(q["triplets_vs_full_svd"], TARGET_SETUP_VS_SVD, True)),
+        (f"ratio Householder QR (outer layers) / full SVD ({1e3 * st['complement']:.0f} ms)", q["complement_vs_full_svd"], "-", "info"),
         ("ratio adapter buffers / frozen weight bytes", q["buffers_vs_frozen_weights"], f"<= {TARGET_BUFFERS_VS_WEIGHTS:.2f}", _verdict(q["buffers_vs_frozen_weights"], TARGET_BUFFERS_VS_WEIGHTS, True)),
         ("ratio adapter buffers / frozen weight bytes, worst layer", q["buffers_vs_frozen_weights_worst_layer"], "-", "info"),
         ("ratio SSVD-O peak memory / LoRA", q["ssvdo_mem_vs_lora"], "-", "info"),

@@ -68,6 +68,7 @@ __all__ = [
     "total_params",
     "allocate",
     "match_rank",
+    "match_ranks",
 ]
 
 RankMethod = Literal["lora", "dora", "pissa"]
@@ -287,3 +288,86 @@ def match_rank(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tupl
             f"{per_rank + fixed} parameters on these layers)"
         )
     return rank, sum(method_params(method, m, n, rank=rank) for m, n in shapes)
+
+
+def _largest_subset_sum(increments: Sequence[int], limit: int) -> list[int]:
+    """Indices of ``increments`` whose sum is the largest not above ``limit``.
+
+    Exact subset sum on a bitset (a Python int). Equal increments are grouped and split in
+    binary multiples, so the work grows with the number of distinct layer sizes, not layers.
+    Within a group of equal increments the earliest layers are chosen.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, inc in enumerate(increments):
+        groups.setdefault(inc, []).append(i)
+    items: list[tuple[int, int]] = []  # (increment, how many layers of that size)
+    for inc, members in groups.items():
+        left, chunk = len(members), 1
+        while left:
+            take = min(chunk, left)
+            items.append((inc, take))
+            left, chunk = left - take, 2 * chunk
+    mask = (1 << (limit + 1)) - 1
+    reach = [1]  # reach[j]: bit t set <=> sum t is reachable with items[:j]
+    for inc, take in items:
+        reach.append((reach[-1] | (reach[-1] << (inc * take))) & mask)
+    total = reach[-1].bit_length() - 1
+    chosen = dict.fromkeys(groups, 0)
+    for j in range(len(items) - 1, -1, -1):
+        if not (reach[j] >> total) & 1:  # not reachable without items[j]: take it
+            inc, take = items[j]
+            total -= inc * take
+            chosen[inc] += take
+    return sorted(i for inc, members in groups.items() for i in members[: chosen[inc]])
+
+
+def match_ranks(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tuple[list[int], int]:
+    """Per-layer ranks whose total count is the closest to ``budget`` without exceeding it.
+
+    A uniform rank moves the count in steps of ``sum(m + n)`` over all layers; per-layer ranks
+    close that gap. Rule: the largest level ``r`` such that every layer at
+    ``min(r, min(m, n))`` fits, then rank ``r + 1`` on the subset of the remaining layers
+    whose extra ``m + n`` each comes closest to the rest of the budget (exact subset sum;
+    among equal-sized layers the first ones in ``shapes``). Ranks therefore differ by at most
+    one between layers (except layers capped at ``min(m, n)``), the count never exceeds
+    ``budget`` and falls short of it by less than one layer's ``m + n`` unless every layer
+    is at its cap. Use with ``apply_adapter(..., rank=ranks)``.
+
+    Returns ``(ranks aligned with shapes, total_count)``.
+
+    >>> ranks, count = match_ranks("lora", [(4096, 1024), (1024, 4096)] * 6, 1_000_000)
+    >>> ranks, count
+    ([17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16, 16], 998400)
+    >>> match_rank("lora", [(4096, 1024), (1024, 4096)] * 6, 1_000_000)[1]
+    983040
+    """
+    if method not in ("lora", "dora", "pissa"):
+        raise ValueError(f"method: match_ranks supports 'lora', 'dora', 'pissa', got {method!r}")
+    shapes = _check_shapes(shapes)
+    _check_budget(budget)
+    caps = [min(m, n) for m, n in shapes]
+    steps = [m + n for m, n in shapes]
+    fixed = sum(m for m, _ in shapes) if method == "dora" else 0
+
+    def count_at(level: int) -> int:
+        return fixed + sum(min(level, cap) * step for cap, step in zip(caps, steps, strict=True))
+
+    if count_at(1) > budget:
+        raise ValueError(
+            f"budget: {budget} is below the smallest {method} setting (rank 1 on every layer "
+            f"costs {count_at(1)} parameters on these layers)"
+        )
+    lo, hi = 1, max(caps)  # largest level that fits, by bisection (count_at is increasing)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count_at(mid) <= budget else (lo, mid - 1)
+    level = lo
+    ranks = [min(level, cap) for cap in caps]
+    open_layers = [i for i, cap in enumerate(caps) if cap > level]
+    extra = _largest_subset_sum([steps[i] for i in open_layers], budget - count_at(level))
+    for j in extra:
+        ranks[open_layers[j]] += 1
+    count = sum(
+        method_params(method, m, n, rank=r) for (m, n), r in zip(shapes, ranks, strict=True)
+    )
+    return ranks, count

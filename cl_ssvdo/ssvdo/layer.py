@@ -6,17 +6,20 @@ L ((m - n) x l, outer rotation of the top-l left singular vectors into the compl
 W' = U' diag(s') V'^T. Only a handful of components J change, so the layer keeps just those
 (U_J, s_J, V_J) plus Householder reflectors for the complement, and runs
 
-    y = x W0^T + b + x V_J core^T left^T          (rank a + l <= 2a correction), or
-    y = x (W0 + left core V_J^T)^T + b            (one dense W' per call),
+    h = x V_J;  y = x W0^T + b + (h core_top^T) U_J^T + (h core_outer^T) (U_perp Q)^T
+                                                  (rank a + l <= 2a correction), or
+    y = x (W0 + dW)^T + b                         (one dense W' per call),
 
-whichever costs fewer FLOPs for the call (see ``_use_lowrank``). It never recomposes W' from full
-factors. This module must not depend on peft, speechbrain, avalanche or mlflow.
+whichever costs fewer FLOPs for the call (see ``_use_lowrank``). In the low-rank path the two
+corrections accumulate into the base output in place, and the frozen U_J never gets a gradient.
+It never recomposes W' from full factors. This module must not depend on peft, speechbrain,
+avalanche or mlflow.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,7 @@ from torch import nn
 
 from .decompose import apply_complement, complement_reflectors, singular_triplets
 from .rotations import ROTATIONS, inner_rotation, outer_rotation
+from .serial import serial_call
 
 SUBSPACES = ("top", "tail")
 FORWARD_PATHS = ("auto", "lowrank", "dense")
@@ -94,6 +98,46 @@ def component_indices(rank: int, inner_rank: int, outer_rank: int, subspace: str
     return sorted(set(range(outer_rank)) | set(range(rank - inner_rank, rank)))
 
 
+class DeltaBlocks(NamedTuple):
+    """dW = U core_top V^T + outer_left core_outer V^T (see ``SSVDOAdapter.delta_blocks``).
+
+    U: (m, a) frozen; core_top: (a, a); outer_left: U_perp Q, (m, l), or None when l = 0;
+    core_outer: (l, a) or None; V: (n, a) frozen.
+    """
+
+    U: torch.Tensor
+    core_top: torch.Tensor
+    outer_left: torch.Tensor | None
+    core_outer: torch.Tensor | None
+    V: torch.Tensor
+
+    def dense(self, base: torch.Tensor | None = None) -> torch.Tensor:
+        """dW, or ``base + dW`` accumulated by ``addmm`` when ``base`` (m, n) is given."""
+        top = self.core_top @ self.V.T
+        if base is None:
+            delta = self.U @ top
+        else:
+            delta = torch.addmm(base, self.U.to(base.dtype), top.to(base.dtype))
+        if self.outer_left is not None:
+            outer = (self.core_outer @ self.V.T).to(delta.dtype)
+            delta = torch.addmm(delta, self.outer_left.to(delta.dtype), outer)
+        return delta
+
+    def add_lowrank_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """out += x dW^T in place, x: (tokens, n), out: (tokens, m); returns ``out``.
+
+        Three thin products per term: h = x V (tokens, a) once, then (h core^T) left^T
+        accumulated into ``out`` by ``addmm_``.
+        """
+        dtype = out.dtype
+        h = F.linear(x, self.V.T.to(x.dtype))
+        out.addmm_(F.linear(h, self.core_top.to(h.dtype)).to(dtype), self.U.T.to(dtype))
+        if self.outer_left is not None:
+            coeff = F.linear(h, self.core_outer.to(h.dtype)).to(dtype)
+            out.addmm_(coeff, self.outer_left.T.to(dtype))
+        return out
+
+
 class SSVDOAdapter(nn.Module):
     """The SSVD-O state of one m x n weight: trainable generators and the frozen factors they act on.
 
@@ -156,7 +200,10 @@ class SSVDOAdapter(nn.Module):
         self.register_buffer("svd_U", torch.zeros(m, a, **opts))
         self.register_buffer("svd_s", torch.zeros(a, **opts))
         self.register_buffer("svd_V", torch.zeros(n, a, **opts))
-        self.register_buffer("perp_reflectors", torch.zeros((m, n) if outer else (0, 0), **opts))
+        # Column-major (strides (1, m)), as geqrf returns it and ormqr reads it: any other
+        # layout makes every ormqr call (forward and backward) copy all m x n numbers.
+        reflectors = torch.zeros((n, m) if outer else (0, 0), **opts).mT
+        self.register_buffer("perp_reflectors", reflectors)
         self.register_buffer("perp_tau", torch.zeros(n if outer else 0, **opts))
 
     @property
@@ -207,6 +254,8 @@ class SSVDOAdapter(nn.Module):
         opts = {"dtype": s.dtype, "device": s.device}
         if G is None:
             return s, torch.eye(a, **opts)
+        if k == a:  # the inner transform covers J (inner-heavy "top" layers): no padding
+            return s + self.delta_s, G
         g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
         s_new = torch.cat([s[:start], s[start : start + k] + self.delta_s, s[start + k :]])
         return s_new, g_full
@@ -224,44 +273,84 @@ class SSVDOAdapter(nn.Module):
             U = torch.cat([U[:, :top] @ C + self._complement(Q), U[:, top:]], dim=1)
         return U, s_new, self.svd_V @ g_full
 
-    def delta_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Factors of dW = W' - W0 = left @ core @ V_J^T (rank <= a + l <= 2a).
+    def _cores(
+        self, inner_skew: torch.Tensor, delta_s: torch.Tensor, outer_L: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """(core_top,) or (core_top, U_perp Q, core_outer) from the trainable parameters (see
+        ``delta_blocks``): a x a and (m - n) x l operations and one ``ormqr``."""
+        C = Q = G = None
+        if self.outer_rank:
+            C, Q = outer_rotation(outer_L, self.tau)
+        if self.inner_rank:
+            G = inner_rotation(inner_skew, self.inner_rank, self.rotation)
+        a, k, start = self.num_components, self.inner_rank, self._inner_start
+        s = self.svd_s
+        if G is None:
+            scaled = torch.diag(s)
+        elif k == a:  # the inner transform covers J (inner-heavy "top" layers)
+            scaled = (s + delta_s)[:, None] * G.T
+        else:
+            opts = {"dtype": s.dtype, "device": s.device}
+            g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
+            s_new = torch.cat([s[:start], s[start : start + k] + delta_s, s[start + k :]])
+            scaled = s_new[:, None] * g_full.T  # diag(s') G_full^T, (a, a)
+        shift = torch.diag(s)
+        if C is None:
+            return (scaled - shift,)
+        top = self.outer_rank
+        core_top = torch.cat([C @ scaled[:top], scaled[top:]], dim=0) - shift
+        return core_top, self._complement(Q), scaled[:top]
+
+    def delta_blocks(self) -> DeltaBlocks:
+        """Factors of dW = W' - W0 with the frozen and the trainable left factor apart.
 
         With U'_J = U_J C_full + U_perp [Q, 0] and V'_J = V_J G_full:
-        dW = U_J (C_full diag(s') G_full^T - diag(s)) V_J^T + U_perp Q (diag(s') G_full^T)[:l] V_J^T.
+        dW = U_J core_top V_J^T + (U_perp Q) core_outer V_J^T, where
+        core_top = C_full diag(s') G_full^T - diag(s) and core_outer = (diag(s') G_full^T)[:l].
+        Keeping U_J (a buffer) apart from U_perp Q means autograd never computes a gradient
+        for the m x a frozen factor, only for the m x l one. The parameter side (everything
+        that does not scale with the tokens, ``ormqr`` included: blocked into 32-column
+        panels it is many small parallel regions too) runs on one CPU thread
+        (``serial.serial_call``); the token-sized products in the forward keep every thread.
+        """
+        cores = serial_call(self._cores, self.inner_skew, self.delta_s, self.outer_L)
+        if len(cores) == 1:
+            return DeltaBlocks(self.svd_U, cores[0], None, None, self.svd_V)
+        return DeltaBlocks(self.svd_U, cores[0], cores[1], cores[2], self.svd_V)
+
+    def delta_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """dW = left @ core @ V_J^T (rank <= a + l <= 2a) in one piece.
 
         Returns
         -------
         left : torch.Tensor
             [U_J, U_perp Q], shape (m, a + l).
         core : torch.Tensor
-            Shape (a + l, a).
+            [core_top; core_outer], shape (a + l, a).
         V : torch.Tensor
             V_J, shape (n, a) (a frozen buffer).
         """
-        C, Q, G = self._blocks()
-        s_new, g_full = self._adapted_s_and_g(G)
-        scaled = s_new[:, None] * g_full.T  # diag(s') G_full^T, (a, a)
-        shift = torch.diag(self.svd_s)
-        core = scaled - shift
-        left = self.svd_U
-        if C is not None:
-            top = self.outer_rank
-            core = torch.cat([C @ scaled[:top] - shift[:top], core[top:], scaled[:top]], dim=0)
-            left = torch.cat([left, self._complement(Q)], dim=1)
-        return left, core, self.svd_V
+        blocks = self.delta_blocks()
+        if blocks.outer_left is None:
+            return blocks.U, blocks.core_top, blocks.V
+        left = torch.cat([blocks.U, blocks.outer_left], dim=1)
+        return left, torch.cat([blocks.core_top, blocks.core_outer], dim=0), blocks.V
 
     def delta_weight(self) -> torch.Tensor:
         """dW = W' - W0, shape (m, n)."""
-        left, core, V = self.delta_parts()
-        return left @ (core @ V.T)
+        return self.delta_blocks().dense()
+
+    def adapted_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """W' = ``weight`` + dW, shape (m, n), with dW accumulated into a copy of ``weight``."""
+        return self.delta_blocks().dense(weight)
 
     def _use_lowrank(self, tokens: int, training: bool) -> bool:
-        """Compare multiply-adds of the two forward paths for this call.
+        """Compare multiply-adds of the two forward paths for this call (w = a + l).
 
-        low-rank: tokens * (n a + a w + w m), w = a + l, three times when training (forward,
-        grad of the input, grads of the factors). dense: forming W' costs m w n + w a n; when
-        training its backward costs about twice that, plus tokens * m * n for the grad of W'.
+        low-rank, per token: forward n a + a w + m w; training adds m w + m l (grads of the
+        low-rank activations and of U_perp Q), 2 a w (core) and n a (input).
+        dense: forming W' costs (a + l) m n + w a n per call; training adds tokens m n (the
+        gradient of W') and about the forming cost again to push it into the factors.
         """
         if self.forward_path not in FORWARD_PATHS:
             raise ValueError(
@@ -269,18 +358,21 @@ class SSVDOAdapter(nn.Module):
             )
         if self.forward_path != "auto":
             return self.forward_path == "lowrank"
-        m, n, a = self.out_features, self.in_features, self.num_components
-        w = a + self.outer_rank
-        lowrank = tokens * (n * a + a * w + w * m)
-        dense = m * w * n + w * a * n
+        m, n, a, ol = self.out_features, self.in_features, self.num_components, self.outer_rank
+        w = a + ol
+        lowrank = n * a + a * w + m * w
+        dense = w * m * n + w * a * n
         if training:
-            lowrank, dense = 3 * lowrank, 3 * dense + tokens * m * n
-        return lowrank <= dense
+            lowrank += m * w + m * ol + 2 * a * w + n * a
+            dense = 2 * dense + tokens * m * n
+        return tokens * lowrank <= dense
 
     def lowrank_delta(self, x: torch.Tensor) -> torch.Tensor:
         """x dW^T through the factors, x: (..., n) -> (..., m)."""
-        left, core, V = self.delta_parts()
-        return F.linear(F.linear(F.linear(x, V.T.to(x.dtype)), core.to(x.dtype)), left.to(x.dtype))
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        out = x2.new_zeros(x2.shape[0], self.out_features)
+        return self.delta_blocks().add_lowrank_(out, x2).view(*lead, self.out_features)
 
     def adapted_linear(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
@@ -292,9 +384,24 @@ class SSVDOAdapter(nn.Module):
             p.requires_grad for p in self.trainable_parameters
         )
         tokens = x.numel() // max(self.in_features, 1)
-        if self._use_lowrank(tokens, training):
-            return F.linear(x, weight, bias) + self.lowrank_delta(x)
-        return F.linear(x, (weight + self.delta_weight()).to(x.dtype), bias)
+        lowrank = self._use_lowrank(tokens, training)
+        if training and not x.is_contiguous() and self.forward_path == "auto":
+            # torch.matmul flattens a strided (..., n) input differently when the weight needs
+            # a gradient, so a dense W' (even == W0 at init) would round unlike the base layer.
+            lowrank = True
+        if lowrank:
+            if not x.is_contiguous():
+                # Flattening would copy x, and F.linear on the copy rounds differently from
+                # F.linear on x: keep the base product on x itself.
+                return F.linear(x, weight, bias) + self.lowrank_delta(x)
+            # The low-rank terms accumulate into the base output in place (addmm_): no
+            # tokens x m temporary and no extra pass over it. F.linear keeps only its inputs
+            # for backward, so writing into its output is safe for autograd. A contiguous x
+            # flattens to a view, and F.linear on it is the very same GEMM as on x.
+            x2 = x.view(-1, self.in_features)
+            out = self.delta_blocks().add_lowrank_(F.linear(x2, weight, bias), x2)
+            return out.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.adapted_weight(weight).to(x.dtype), bias)
 
     def extra_repr(self) -> str:
         return (
@@ -418,7 +525,7 @@ class SSVDOLinear(SSVDOAdapter):
 
     def merged_weight(self) -> torch.Tensor:
         """W' = W0 + dW, shape (m, n) (differentiable w.r.t. the adapter parameters)."""
-        return self._w0() + self.delta_weight()
+        return self.adapted_weight(self._w0())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., n) -> (..., m). While merged, only the base layer runs."""

@@ -12,6 +12,8 @@ Q = L R^-T; [C; Q] has orthonormal columns for every L, and (C, Q) = (I, 0) at L
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 ROTATIONS = ("cayley", "linear")
@@ -42,9 +44,15 @@ def skew_from_vector(vec: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(
             f"vec must have shape ({k * (k - 1) // 2},) for k={k}, got {tuple(vec.shape)}"
         )
-    rows, cols = torch.triu_indices(k, k, 1, device=vec.device)
+    rows, cols = _triu_indices(k, vec.device)
     upper = vec.new_zeros(k, k).index_put((rows, cols), vec)
     return upper - upper.T
+
+
+@functools.lru_cache(maxsize=64)
+def _triu_indices(k: int, device: torch.device) -> torch.Tensor:
+    """Strictly-upper indices of a k x k matrix, built once per (k, device) (every step needs them)."""
+    return torch.triu_indices(k, k, 1, device=device)
 
 
 def cayley(skew: torch.Tensor) -> torch.Tensor:
@@ -52,8 +60,11 @@ def cayley(skew: torch.Tensor) -> torch.Tensor:
 
     I - K is always invertible for skew K (eigenvalues 1 - i*lambda), and G is orthogonal.
     """
-    eye = torch.eye(skew.shape[-1], dtype=skew.dtype, device=skew.device)
-    return torch.linalg.solve(eye - skew, eye + skew)
+    # LU has no half-precision kernels on every device, and rounding I - K to 8 bits of
+    # mantissa would cost orthogonality: solve in float32 at least.
+    work = skew if skew.dtype in (torch.float32, torch.float64) else skew.float()
+    eye = torch.eye(work.shape[-1], dtype=work.dtype, device=work.device)
+    return torch.linalg.solve(eye - work, eye + work).to(skew.dtype)
 
 
 def linear_rotation(skew: torch.Tensor) -> torch.Tensor:

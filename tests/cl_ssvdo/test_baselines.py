@@ -178,3 +178,54 @@ def test_counts_match_formulas_on_random_shapes(d, hidden, method, rank) -> None
     handle = apply_adapter(model, method, TARGETS, **s)
     for row in handle.summary():
         assert row.trainable == expected_count(method, row.shape, s)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "pissa"])
+def test_per_layer_ranks_reach_peft_and_match_the_budget(method: str) -> None:
+    model = make_model()
+    shapes = [(64, 16), (16, 64)] * 2
+    magnitudes = 2 * (64 + 16) if method == "dora" else 0  # DoRA: one per output row
+    total = 4 * budget.lora_params(64, 16, 3) + 2 * 80 + magnitudes + 50
+    ranks, count = budget.match_ranks(method, shapes, total)
+    assert ranks == [4, 4, 3, 3] and count == total - 50
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        y0 = model(x)
+    handle = apply_adapter(model, method, TARGETS, rank=ranks)
+    assert handle.num_trainable() == count
+    for row, rank in zip(handle.summary(), ranks, strict=True):
+        assert row.trainable == expected_count(method, row.shape, {"rank": rank})
+        layer = model.get_submodule(row.name)
+        assert layer.r["default"] == rank and layer.scaling["default"] == 1.0  # alpha = rank
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y0, atol=1e-5, rtol=0)
+    perturb(handle.trainable_parameters())
+    with torch.no_grad():
+        y1 = model(x)
+    merged = handle.merge()
+    assert "peft_config" not in vars(merged)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), y1, atol=1e-5, rtol=1e-5)
+
+
+def test_per_layer_ranks_name_exact_modules_and_take_per_layer_alpha() -> None:
+    # "0" is a suffix of "sub.0": each rank must still land on its own module only.
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("0", nn.Linear(8, 8))
+    model.add_module("sub", nn.Sequential(nn.Linear(8, 8)))
+    handle = apply_adapter(model, "lora", ["0", "sub.0"], rank=[2, 5], alpha=[4, 5])
+    assert [model.get_submodule(n).r["default"] for n in handle.targets] == [2, 5]
+    assert [model.get_submodule(n).scaling["default"] for n in handle.targets] == [2.0, 1.0]
+    assert [row.trainable for row in handle.summary()] == [2 * 16, 5 * 16]
+
+
+@pytest.mark.parametrize(
+    ("rank", "needle"), [([2, 2, 2], "rank: 3 values for 4"), ([2, 0, 2, 2], r"rank\[1\]")]
+)
+def test_bad_per_layer_ranks_are_named_before_the_model_changes(rank, needle) -> None:
+    model = make_model()
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=needle):
+        apply_adapter(model, "lora", TARGETS, rank=rank)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags

@@ -169,3 +169,48 @@ def test_peft_counts_equal_the_formulas(method, extra) -> None:
     tuned = LoraModel(model, config, "default")
     trainable = sum(p.numel() for p in tuned.parameters() if p.requires_grad)
     assert trainable == sum(budget.method_params(method, m, n, rank=3) for m, n in shapes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(dims, dims), min_size=1, max_size=6),
+    st.integers(0, 6000),
+    st.sampled_from(["lora", "dora", "pissa"]),
+)
+def test_match_ranks_is_closest_within_one_layer_step(shapes, total, method) -> None:
+    try:
+        ranks, count = budget.match_ranks(method, shapes, total)
+    except ValueError as exc:
+        assert "budget" in str(exc)
+        assert sum(budget.method_params(method, m, n, rank=1) for m, n in shapes) > total
+        return
+    caps = [min(s) for s in shapes]
+    assert count == sum(
+        budget.method_params(method, m, n, rank=r) for (m, n), r in zip(shapes, ranks, strict=True)
+    )
+    assert count <= total
+    assert all(1 <= r <= cap for r, cap in zip(ranks, caps, strict=True))
+    open_ = [(m + n) for (m, n), r, cap in zip(shapes, ranks, caps, strict=True) if r < cap]
+    if open_:  # some layer could still grow: the shortfall is below one layer's step
+        assert total - count < max(m + n for m, n in shapes)
+        uncapped = [r for r, cap in zip(ranks, caps, strict=True) if r < cap]
+        assert max(ranks) - min(uncapped) <= 1
+    # Never worse than the uniform rank.
+    uniform_count = budget.match_rank(method, shapes, total)[1]
+    assert count >= uniform_count
+
+
+def test_match_ranks_bumps_the_first_layers_and_closes_the_uniform_gap() -> None:
+    owsm = [(4096, 1024), (1024, 4096)] * 6
+    ranks, count = budget.match_ranks("lora", owsm, 1_000_000)
+    assert ranks == [17] * 3 + [16] * 9 and count == 998_400
+    assert budget.match_rank("lora", owsm, 1_000_000) == (16, 983_040)
+    # Budgets of an SSVD-O allocation land within 5% (here within one layer step, 5,120).
+    for share in (1.0, 0.5, 0.0):
+        target = budget.total_params(owsm, budget.allocate(owsm, 983_040, share))
+        _, got = budget.match_ranks("dora", owsm, target)
+        assert 0 <= target - got < 5120
+    with pytest.raises(ValueError, match="budget"):
+        budget.match_ranks("lora", [(8, 4)], 11)
+    with pytest.raises(ValueError, match="method"):
+        budget.match_ranks("ssvd", [(8, 4)], 100)

@@ -328,3 +328,73 @@ def test_float32_layer_is_exact_at_init_and_orthonormal() -> None:
             getattr(layer, n).copy_(value)
     drift = basis_drift(layer)
     assert drift["U"] < 1e-5 and drift["V"] < 1e-5
+
+
+def _backward_flops(layer: SSVDOLinear, tokens: int) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(tokens, layer.in_features, requires_grad=True)
+    y = layer(x)
+    with FlopCounterMode(display=False) as counter:
+        y.square().sum().backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize(("shape", "outer"), [((96, 32), 3), ((32, 96), 0)])
+def test_backward_computes_no_gradient_for_the_frozen_left_factor(shape, outer) -> None:
+    torch.manual_seed(0)
+    layer = SSVDOLinear(nn.Linear(shape[1], shape[0]), inner_ratio=0.5, outer_rank=outer)
+    layer.forward_path = "lowrank"
+    m, n, a, ol = layer.out_features, layer.in_features, layer.num_components, layer.outer_rank
+    w = a + ol
+    per_token = (_backward_flops(layer, 128) - _backward_flops(layer, 64)) // 64 // 2
+    # grad x of W0 (m n); of h = x V (n a); grads of the low-rank activations (m a + m l),
+    # of U_perp Q (m l) and of the cores (2 a w). A gradient for [U_J, U_perp Q] would add m a.
+    assert per_token == m * n + n * a + m * a + 2 * m * ol + 2 * a * w
+
+
+def test_householder_reflectors_stay_column_major_so_ormqr_never_copies() -> None:
+    import copy
+
+    from torch.profiler import profile
+
+    layer = SSVDOLinear(nn.Linear(16, 48), inner_ratio=0.25, outer_rank=3)
+    m, n = 48, 16
+    assert layer.perp_reflectors.stride() == (1, m)
+    moved = copy.deepcopy(layer).double()
+    assert moved.perp_reflectors.stride() == (1, m)
+    fresh = SSVDOLinear(nn.Linear(16, 48), inner_ratio=0.25, outer_rank=3)
+    # As peft saves it (safetensors wants contiguous tensors):
+    saved = {k: v.contiguous() if torch.is_tensor(v) else v for k, v in layer.state_dict().items()}
+    fresh.load_state_dict(_round_trip(saved))
+    assert fresh.perp_reflectors.stride() == (1, m)
+    fresh.redecompose(outer_rank=2)
+    assert fresh.perp_reflectors.stride() == (1, m)
+    with torch.no_grad():
+        layer.outer_L.normal_()
+    x = torch.randn(5, n)
+    with profile(record_shapes=True) as prof:
+        layer(x).sum().backward()  # ormqr in forward and in backward
+    big_copies = [
+        e for e in prof.events() if e.name == "aten::copy_" and list(e.input_shapes[0]) == [m, n]
+    ]
+    assert layer.outer_L.grad is not None and not big_copies
+
+
+def test_bfloat16_layer_runs_both_transforms() -> None:
+    # No half-precision LU/ormqr kernels: the Cayley solve and the Householder product run in
+    # float32 and come back in bfloat16.
+    torch.manual_seed(0)
+    layer = SSVDOLinear(nn.Linear(32, 96).to(torch.bfloat16), inner_ratio=0.3, outer_rank=4)
+    x = torch.randn(7, 32, dtype=torch.bfloat16)
+    for path in ("lowrank", "dense"):
+        layer.forward_path = path
+        y = layer(x)
+        assert y.dtype == torch.bfloat16 and torch.equal(y.detach(), layer.base_layer(x))
+        y.float().square().sum().backward()
+        assert layer.outer_L.grad.abs().sum() > 0 and layer.delta_s.grad.abs().sum() > 0
+    with torch.no_grad():
+        layer.outer_L.normal_()
+        layer.inner_skew.normal_()
+    drift = basis_drift(layer)
+    assert drift["U"] < 0.05 and drift["V"] < 0.05  # bfloat16 rounding, not a broken basis
