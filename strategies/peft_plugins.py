@@ -11,14 +11,15 @@ Budget matching. Give either an explicit setting (``rank`` for LoRA/DoRA/PiSSA, 
 for SSVD) or ``match=`` an SSVD-O schedule (or an ``SSVDOPlugin``): per experience the SSVD-O
 count ``B`` of the same layers is computed from that schedule and
 
-- LoRA/DoRA/PiSSA get the largest uniform rank whose count does not exceed ``B``
-  (:func:`cl_ssvdo.budget.match_rank`);
+- LoRA/DoRA/PiSSA get per-layer ranks whose count comes closest to ``B`` without exceeding it
+  (:func:`cl_ssvdo.budget.match_ranks`: the largest uniform rank, plus one on the subset of
+  layers that lands closest; peft's ``rank_pattern``);
 - SSVD gets the per-layer inner ranks of :func:`cl_ssvdo.budget.allocate` with the whole
   budget on the inner side (inner share 1), also never above ``B``.
 
 The record of each experience reports ``B`` (``record.budget``), the matched setting and the
-ratio count / B. A uniform LoRA rank moves the count in steps of ``sum(m + n)`` over the layers,
-so a small ``B`` can only be matched coarsely; ``max_shortfall`` (e.g. 0.05) turns a match
+ratio count / B. Per-layer ranks move the count in steps of one layer's ``m + n``, so only a
+``B`` below a few such steps is matched coarsely; ``max_shortfall`` (e.g. 0.05) turns a match
 further below ``B`` than that into an error before training starts.
 
 Example
@@ -130,21 +131,22 @@ class BaselinePlugin(AdapterPlugin):
         schedule, outer = self.match
         return schedule.total(experience, self.target_layers(model), outer=outer)
 
-    def matched_rank(self, model: nn.Module, experience: int) -> tuple[int | None, int | None]:
-        """``(rank, SSVD-O budget)`` at ``experience``."""
+    def matched_rank(
+        self, model: nn.Module, experience: int
+    ) -> tuple[int | list[int] | None, int | None]:
+        """``(rank or per-layer ranks, SSVD-O budget)`` at ``experience``."""
         budget = self.ssvdo_budget(model, experience)
         if budget is None:
             return self.rank, None
         shapes = [(m, n) for _, m, n in self.target_layers(model)]
-        rank, count = budget_lib.match_rank(self.adapter_method, shapes, budget)
+        ranks, count = budget_lib.match_ranks(self.adapter_method, shapes, budget)
         if self.max_shortfall is not None and count < (1.0 - self.max_shortfall) * budget:
             raise ValueError(
-                f"{self.adapter_method}: the largest uniform rank ({rank}) gives {count} parameters, "
-                f"{100 * (1 - count / budget):.1f}% below the SSVD-O count {budget} at experience "
-                f"{experience} (max_shortfall={self.max_shortfall}); one rank step costs "
-                f"{sum(m + n for m, n in shapes)} here"
+                f"{self.adapter_method}: the closest per-layer ranks ({ranks}) give {count} "
+                f"parameters, {100 * (1 - count / budget):.1f}% below the SSVD-O count {budget} "
+                f"at experience {experience} (max_shortfall={self.max_shortfall})"
             )
-        return rank, budget
+        return ranks, budget
 
     def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
         if self.match is None:
@@ -163,15 +165,17 @@ class BaselinePlugin(AdapterPlugin):
             settings["rank"] = rank
         self._had_peft_config = hasattr(model, "peft_config")
         self._handle = apply_adapter(model, self.adapter_method, list(self.targets), **settings)
+        rows = self._handle.summary()
+        ranks = rank if isinstance(rank, list) else [rank or 0] * len(rows)
         layers = [
             LayerRecord(
                 name=row.name,
                 out_features=row.shape[0],
                 in_features=row.shape[1],
                 trainable=row.trainable,
-                rank=rank or 0,
+                rank=layer_rank,
             )
-            for row in self._handle.summary()
+            for row, layer_rank in zip(rows, ranks, strict=True)
         ]
         total = sum(layer.trainable for layer in layers)
         record_settings: dict[str, Any] = {"method": self.adapter_method, **settings}
