@@ -93,13 +93,12 @@ def matrix_heatmap(
 
 
 def _sizes(params: Sequence[float], smallest: float = 40.0, largest: float = 600.0) -> np.ndarray:
+    """Marker areas proportional to parameters (the largest run gets ``largest``), floored at
+    ``smallest`` so tiny runs stay visible; near-equal budgets get near-equal markers."""
     values = np.asarray([max(float(p), 1.0) for p in params])
     if values.size == 0:
         return values
-    logs = np.log10(values)
-    span = logs.max() - logs.min()
-    scaled = (logs - logs.min()) / span if span > 0 else np.full_like(logs, 0.5)
-    return smallest + scaled * (largest - smallest)
+    return np.clip(largest * values / values.max(), smallest, largest)
 
 
 def learning_forgetting_scatter(
@@ -107,7 +106,7 @@ def learning_forgetting_scatter(
 ) -> Figure:
     """One point per run: x = mean learning (WER points gained on new domains, higher is
     better), y = mean forgetting (WER points lost on earlier domains, lower is better),
-    marker area ~ log trainable parameters. Each point: ``label``, ``learning``,
+    marker area proportional to trainable parameters. Each point: ``label``, ``learning``,
     ``forgetting``, ``params`` (optional ``group`` colours points by method)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     groups = sorted({str(p.get("group", p["label"])) for p in points})
@@ -138,6 +137,7 @@ def learning_forgetting_scatter(
     ax.set_xlabel("learning (WER points gained on the new domain, mean)")
     ax.set_ylabel("forgetting (WER points lost on earlier domains, mean)")
     ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.margins(0.15)  # room for the largest markers and their labels
     ax.set_title(title + "  (marker size: trainable parameters)")
     if groups:
         legend = ax.legend(fontsize=8, loc="best")

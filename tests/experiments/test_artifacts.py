@@ -66,6 +66,10 @@ def test_marker_sizes_grow_with_parameters(params) -> None:
     order = np.argsort(params, kind="stable")
     assert np.all(np.diff(sizes[order]) >= -1e-9)
     assert sizes.min() >= 40.0 - 1e-9 and sizes.max() <= 600.0 + 1e-9
+    # area proportional to parameters wherever above the floor
+    big = sizes > 40.0
+    ratio = sizes[big] / np.asarray(params, dtype=float)[big]
+    assert np.allclose(ratio, ratio[0])
 
 
 def test_scatter_has_one_point_per_run() -> None:
