@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.config import ConfigError
+from experiments.config import ConfigError, add_override_argument
 
 __all__ = ["main", "build_parser"]
 
@@ -41,14 +41,7 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         p.add_argument("config", help="config file, or the name of a shipped config (e.g. ssvdo)")
     else:
         p.add_argument("config", nargs="?", default="default", help="config (default: default)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (dotted key; value parsed as YAML), repeatable",
-    )
+    add_override_argument(p)
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:

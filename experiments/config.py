@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import hashlib
@@ -344,3 +345,13 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     """A short, stable hash of a config (used to recognise a resumable run folder)."""
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:10]
+
+
+def add_override_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "override a config field (dotted key; value parsed as YAML), repeatable",
+) -> None:
+    """The ``--set KEY=VALUE`` option of every subcommand (collected into ``overrides``)."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )

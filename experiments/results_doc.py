@@ -495,6 +495,17 @@ def _budgets(frame: pd.DataFrame, model: str) -> list[float]:
     return sorted({float(b) for b in sub})
 
 
+def _claim_verdict(number: int, outcome: str, lead: str, comps: list[Comparison]) -> ClaimVerdict:
+    return ClaimVerdict(
+        number,
+        CLAIMS[number],
+        CLAIM_TESTS[number],
+        outcome,
+        _sentence(number, outcome, lead, comps),
+        comps,
+    )
+
+
 def claim1(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
     ref = method_label("ssvdo", "ssvdo", settings.reference_share)
     comps: list[Comparison] = []
@@ -553,14 +564,7 @@ def claim1(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
             outcome = "inconclusive"
     if gaps:
         lead += " Gap to full fine-tuning (WER points above it): " + "; ".join(gaps) + "."
-    return ClaimVerdict(
-        1,
-        CLAIMS[1],
-        CLAIM_TESTS[1],
-        outcome,
-        _sentence(1, outcome, lead, comps),
-        comps,
-    )
+    return _claim_verdict(1, outcome, lead, comps)
 
 
 def claim2(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
@@ -595,14 +599,7 @@ def claim2(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
         "At each model's smallest budget, SSVD-O with the largest inner share against the "
         "smallest, on new-domain WER (lower is better; same budget, so better = more efficient)."
     )
-    return ClaimVerdict(
-        2,
-        CLAIMS[2],
-        CLAIM_TESTS[2],
-        outcome,
-        _sentence(2, outcome, lead, comps),
-        comps,
-    )
+    return _claim_verdict(2, outcome, lead, comps)
 
 
 def claim3(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
@@ -650,14 +647,7 @@ def claim3(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
     )
     if details:
         lead += " Smallest minus largest share: " + "; ".join(details) + "."
-    return ClaimVerdict(
-        3,
-        CLAIMS[3],
-        CLAIM_TESTS[3],
-        outcome,
-        _sentence(3, outcome, lead, comps),
-        comps,
-    )
+    return _claim_verdict(3, outcome, lead, comps)
 
 
 def _outer_value(frame: pd.DataFrame, model: str, budget: float, ref: str) -> pd.Series:
@@ -699,14 +689,7 @@ def claim4(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
     )
     if len(models) < 2:
         lead += f" Only {len(models)} model size(s) in the results."
-    return ClaimVerdict(
-        4,
-        CLAIMS[4],
-        CLAIM_TESTS[4],
-        outcome,
-        _sentence(4, outcome, lead, comps),
-        comps,
-    )
+    return _claim_verdict(4, outcome, lead, comps)
 
 
 def evaluate_claims(frame: pd.DataFrame, settings: DocSettings) -> list[ClaimVerdict]:

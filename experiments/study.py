@@ -47,6 +47,7 @@ from experiments.config import (
     ConfigError,
     _error_to_config_error,
     _load_with_extends,
+    add_override_argument,
     apply_overrides,
     config_hash,
     deep_merge,
@@ -522,13 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild the results page from the store (or its CSVs) without training",
     )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field of the study config (dotted key, YAML value), repeatable",
+    add_override_argument(
+        p, help="override a field of the study config (dotted key, YAML value), repeatable"
     )
     p.add_argument("--dry-run", action="store_true", help="list the sweeps and runs, then exit")
     p.add_argument("--fresh", action="store_true", help="start every run over")
