@@ -27,6 +27,7 @@ __all__ = [
     "comparison_frame",
     "frame_to_text",
     "row_from_mlflow",
+    "to_number",
     "write_comparison",
 ]
 
@@ -155,7 +156,7 @@ def write_comparison(frame: pd.DataFrame, out_dir: str | Path, title: str = "run
     return files
 
 
-def _number(value: Any) -> float:
+def to_number(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -163,7 +164,7 @@ def _number(value: Any) -> float:
 
 
 def _seed(value: Any) -> int:
-    number = _number(value)
+    number = to_number(value)
     return -1 if math.isnan(number) else int(number)
 
 
@@ -175,7 +176,7 @@ def row_from_mlflow(run) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "strategy": tags.get("cl_ssvdo.strategy", params.get("config.strategy.name", "?")),
         "adapter": tags.get("cl_ssvdo.adapter", "none"),
-        "budget": _number(tags.get("cl_ssvdo.budget")),
+        "budget": to_number(tags.get("cl_ssvdo.budget")),
         "seed": _seed(params.get("seed", tags.get("cl_ssvdo.seed"))),
         "trainable_params": metrics.get("trainable_params_max", math.nan),
     }

@@ -185,8 +185,8 @@ def build_strategy(
     if lr <= 0:
         raise ConfigError("must be > 0 to train", "train.optimizer.lr")
     strategy = CTCTemplate(
-        model,
-        tokenizer,
+        model=model,
+        tokenizer=tokenizer,
         lr=lr,
         weight_decay=float(opt["weight_decay"]),
         train_mb_size=int(train["batch_size"]),

@@ -101,16 +101,31 @@ def _sizes(params: Sequence[float], smallest: float = 40.0, largest: float = 600
     return np.clip(largest * values / values.max(), smallest, largest)
 
 
+# Up to 20 distinguishable colours: tab20's dark shades first, then its light ones.
+_PALETTE = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+_MAX_LABELLED = 10  # above this many points, per-point labels collide: the legend names groups
+
+
+def _colours(groups: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    return {g: _PALETTE[i % len(_PALETTE)] for i, g in enumerate(groups)}
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def learning_forgetting_scatter(
     points: Sequence[Mapping[str, float | str]], title: str = "Learning vs forgetting"
 ) -> Figure:
     """One point per run: x = mean learning (WER points gained on new domains, higher is
     better), y = mean forgetting (WER points lost on earlier domains, lower is better),
     marker area proportional to trainable parameters. Each point: ``label``, ``learning``,
-    ``forgetting``, ``params`` (optional ``group`` colours points by method)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    groups = sorted({str(p.get("group", p["label"])) for p in points})
-    colours = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    ``forgetting``, ``params`` (optional ``group`` colours points by method). Points are
+    labelled on the plot only when there are at most ten; the legend always names the groups."""
+    fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    groups = list(dict.fromkeys(str(p.get("group", p["label"])) for p in points))
+    colours = _colours(groups)
+    labelled = len(points) <= _MAX_LABELLED
     sizes = _sizes([float(p.get("params", 1.0) or 1.0) for p in points])
     seen: set[str] = set()
     for point, size in zip(points, sizes, strict=True):
@@ -126,6 +141,8 @@ def learning_forgetting_scatter(
             label=group if group not in seen else None,
         )
         seen.add(group)
+        if not labelled:
+            continue
         params = float(point.get("params", 0) or 0)
         ax.annotate(
             f"{point['label']}\n{params:,.0f} p",
@@ -140,8 +157,8 @@ def learning_forgetting_scatter(
     ax.margins(0.15)  # room for the largest markers and their labels
     ax.set_title(title + "  (marker size: trainable parameters)")
     if groups:
-        legend = ax.legend(fontsize=8, loc="best")
-        for handle in legend.legend_handles:
+        _legend_outside(ax)
+        for handle in ax.get_legend().legend_handles:
             handle.set_sizes([40.0])  # legend markers at one size; sizes encode parameters
     ax.grid(alpha=0.3)
     return fig
@@ -155,7 +172,7 @@ def wer_vs_params(
 ) -> Figure:
     """``metric`` against trainable parameters (log x), one line per ``group`` (method);
     points need ``group``, ``params`` and ``metric``."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8.0, 4.5))
     by_group: dict[str, list[tuple[float, float]]] = {}
     for point in points:
         value = point.get(metric)
@@ -164,14 +181,17 @@ def wer_vs_params(
         by_group.setdefault(str(point.get("group", point.get("label"))), []).append(
             (max(float(point.get("params", 1.0) or 1.0), 1.0), float(value))
         )
-    for group, xy in sorted(by_group.items()):
+    colours = _colours(list(by_group))
+    for group, xy in by_group.items():
         xy.sort()
-        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=group)
+        ax.plot(
+            [x for x, _ in xy], [y for _, y in xy], marker="o", label=group, color=colours[group]
+        )
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     if by_group:
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     return fig

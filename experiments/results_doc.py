@@ -1,11 +1,13 @@
 """``docs/results.md`` from the tracking store: the study's tables, figures and claim verdicts.
 
 Data flow: :func:`collect_runs` reads every finished run of one study from MLflow (one row per
-run; the WER matrix is rebuilt from the ``wer/<domain>`` step metrics) -> :func:`aggregate`
-(mean and std over seeds, ``experiments.compare.aggregate_seeds``) -> :func:`evaluate_claims`
-(four verdicts by the rules below) -> :func:`write_results` (Markdown, PNGs, small CSVs). The
-CSVs hold everything the page needs, so :func:`load_runs_csv` rebuilds it without the store.
-Metric maths stays in ``cl_ssvdo.metrics``; figures come from ``experiments.plots``.
+run; the WER matrix is rebuilt from the ``wer/<domain>`` step metrics) ->
+``experiments.claims.aggregate`` (mean and std over seeds) and
+``experiments.claims.evaluate_claims`` (four verdicts by the rules in that module's docstring)
+-> :func:`write_results` (Markdown, PNGs, small CSVs). The CSVs hold everything the page
+needs, so :func:`load_runs_csv` rebuilds it without the store. Metric maths stays in
+``cl_ssvdo.metrics``, the verdict rules in ``experiments.claims``; figures come from
+``experiments.plots``.
 
 Per-run columns beyond ``compare.row_from_mlflow``'s:
 
@@ -15,32 +17,12 @@ Per-run columns beyond ``compare.row_from_mlflow``'s:
   first domain (adult) at the end, against the best WER it ever had;
 - ``base_wer/<domain>``: row 0 (the base model before any adaptation);
 - ``model`` (study model key), ``method`` (``ssvdo@<inner share>`` for SSVD-O, else the
-  strategy name), ``inner_share``, ``lr``, ``max_steps``, ``duration_s``, ``git_commit``.
+  strategy name; ``|lr=<lr>`` appended for the runs of the learning-rate check, tagged
+  ``cl_ssvdo.arm = lr``), ``inner_share``, ``lr``, ``max_steps``, ``duration_s``,
+  ``git_commit``.
 
-Verdict rules (:func:`compare_groups`, :func:`verdict`)
--------------------------------------------------------
-A *comparison* puts the per-seed values of the side a claim says is better (``a``) against
-the other side (``b``). ``advantage`` = how much ``a`` is better (WER points, or percent for
-claim 4); ``spread`` = pooled standard deviation over seeds ``sqrt((sd_a^2 + sd_b^2) / 2)``
-(``ddof=1``); ``threshold = max(spread, margin)``. The outcome is ``for`` when
-``advantage > threshold``, ``against`` when ``advantage < -threshold``, else ``tie``; with fewer
-than two seeds on either side it is ``tie`` (no spread to judge against). A claim is
-**confirmed** when every comparison is ``for``, **refuted** when at least one is ``against``,
-and **inconclusive** otherwise (including when its runs are missing; claim 1, which names four
-baselines, also needs each of them compared at least once to be confirmed).
-
-The four claims and their comparisons (``s`` = SSVD-O's inner share of the budget):
-
-1. SSVD-O at the reference share vs each matched baseline (SSVD, LoRA, DoRA, PiSSA), every
-   model and budget, new-domain WER (lower is better). The gap to full fine-tuning is reported.
-2. At each model's smallest budget: SSVD-O with the largest ``s`` vs the smallest ``s``,
-   new-domain WER (inner-heavy better = the inner transform is the more efficient half).
-3. At every model and budget: smallest ``s`` vs largest ``s`` on ``learning_mean -
-   forgetting_mean`` (WER points gained on new domains minus points lost on earlier ones).
-4. Outer value ``v = 100 * (W_ssvd - W_ssvdo) / W_ssvd`` per seed (relative new-domain WER
-   gain of SSVD-O at the reference share over SSVD, the inner transform alone, at the same
-   budget): largest model vs smallest model at each budget level (budgets sorted, aligned by
-   position), ``margin = min_margin_relative``.
+The learning-rate check (section "Learning-rate check", ``lr_check.csv``) comes from
+``experiments.claims.lr_checks``; the main tables, figures and claims leave its runs out.
 """
 
 from __future__ import annotations
@@ -48,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,90 +38,48 @@ import numpy as np
 import pandas as pd
 
 from cl_ssvdo import metrics
-from experiments.compare import aggregate_seeds, row_from_mlflow
+from experiments.claims import (
+    ARM_TAG,
+    CLAIM_TESTS,
+    CLAIMS,
+    LR_ARM,
+    ClaimVerdict,
+    Comparison,
+    DocSettings,
+    LrCheck,
+    aggregate,
+    budget_text,
+    display_name,
+    evaluate_claims,
+    loss_notes,
+    lr_checks,
+    main_arms,
+    method_label,
+    models_with,
+    pareto_front,
+    plus_minus,
+    split_lr,
+)
+from experiments.compare import row_from_mlflow, to_number
 from experiments.plots import learning_forgetting_scatter, save, wer_vs_params
 from experiments.references import diagonal
 from experiments.tracking import check_tracking, get_client
 
 __all__ = [
-    "BASELINE_ADAPTERS",
-    "ClaimVerdict",
-    "Comparison",
-    "DocSettings",
-    "aggregate",
     "collect_runs",
-    "compare_groups",
-    "evaluate_claims",
     "load_runs_csv",
-    "method_label",
-    "pareto_front",
     "render",
     "study_record",
-    "verdict",
+    "study_records",
     "write_not_run_page",
     "write_results",
 ]
 
-BASELINE_ADAPTERS = ("ssvd", "lora", "dora", "pissa")
-DISPLAY = {
-    "ssvd": "SSVD",
-    "lora": "LoRA",
-    "dora": "DoRA",
-    "pissa": "PiSSA",
-    "full": "full FT",
-    "naive": "Naive",
-    "replay": "Replay",
-    "ewc": "EWC",
-    "weight_avg": "weight avg.",
-}
 RUNS_CSV, SUMMARY_CSV, CLAIMS_CSV, META_JSON = "runs.csv", "summary.csv", "claims.csv", "meta.json"
+LR_CHECK_CSV = "lr_check.csv"
 
 
-@dataclass
-class DocSettings:
-    """What the page needs to know about the study besides the runs.
-
-    ``models`` are the study's model keys, smallest model first; ``methods`` (optional) the
-    planned method labels per model: other runs found under the study's tag are ignored.
-    """
-
-    study: str
-    experiment: str
-    command: str
-    models: list[str]
-    budgets: dict[str, list[int]]
-    seeds: list[int]
-    inner_shares: list[float]
-    reference_share: float
-    min_margin: float = 0.5
-    min_margin_relative: float = 2.0
-    estimate: str = ""
-    description: str = ""
-    planned_runs: dict[str, int] = field(default_factory=dict)
-    methods: dict[str, list[str]] | None = None
-    presets: dict[str, str] = field(default_factory=dict)
-
-
-# -- reading the store ---------------------------------------------------------------------------
-def method_label(strategy: str, adapter: str, inner_share: float | None) -> str:
-    """``ssvdo@0.25`` for SSVD-O with a constant ``{budget, inner_share}`` schedule, else the
-    strategy name.
-
-    >>> method_label("ssvdo", "ssvdo", 0.25), method_label("lora", "lora", None)
-    ('ssvdo@0.25', 'lora')
-    """
-    if adapter == "ssvdo" and inner_share is not None and math.isfinite(inner_share):
-        return f"ssvdo@{inner_share:g}"
-    return strategy
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
+# -- reading the store -----------------------------------------------------------------------------
 def _sqlite_missing(uri: str) -> bool:
     """True for a SQLite URI whose file does not exist (reading must not create a store)."""
     if not uri.startswith("sqlite:///"):
@@ -175,12 +115,13 @@ def _run_row(client, run) -> dict[str, Any]:
     params, tags = run.data.params, run.data.tags
     row = row_from_mlflow(run)
     domains = [d for d in params.get("stream.domains", "").split(",") if d]
-    share = _number(params.get("config.strategy.adapter.schedule.constant.inner_share"))
+    share = to_number(params.get("config.strategy.adapter.schedule.constant.inner_share"))
     row["model"] = tags.get("cl_ssvdo.model_size") or params.get("config.model.preset", "?")
     row["inner_share"] = share if row["adapter"] == "ssvdo" else math.nan
-    row["method"] = method_label(row["strategy"], row["adapter"], row["inner_share"])
-    row["lr"] = _number(params.get("config.train.optimizer.lr"))
-    row["max_steps"] = _number(params.get("config.train.max_steps"))
+    row["lr"] = to_number(params.get("config.train.optimizer.lr"))
+    lr_arm = row["lr"] if tags.get(ARM_TAG) == LR_ARM else None
+    row["method"] = method_label(row["strategy"], row["adapter"], row["inner_share"], lr_arm)
+    row["max_steps"] = to_number(params.get("config.train.max_steps"))
     row["git_commit"] = params.get("git.commit", "")
     row["domains"] = ",".join(domains)
     end = run.info.end_time or run.info.start_time
@@ -238,28 +179,37 @@ def collect_runs(
     return _keep_planned(pd.DataFrame.from_records(rows), settings)
 
 
-def study_record(tracking_uri: str, experiment: str, study: str) -> dict[str, Any]:
-    """The newest study record run (``cl_ssvdo.kind = study``): wall time, status, command."""
+def study_records(tracking_uri: str, experiment: str, study: str) -> list[Any]:
+    """The active study record runs (``cl_ssvdo.kind = study``) of ``study``, newest first:
+    one per invocation of the study with a different config (a resumed one reuses its run)."""
     if _sqlite_missing(tracking_uri):
-        return {}
+        return []
     client = get_client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return {}
-    runs = client.search_runs(
+        return []
+    return client.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.`cl_ssvdo.study` = '{study}' and tags.`cl_ssvdo.kind` = 'study'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=1000,
     )
+
+
+def study_record(tracking_uri: str, experiment: str, study: str) -> dict[str, Any]:
+    """The study's wall time summed over its record runs (``invocations`` of them), and the
+    newest one's status and command; ``{}`` when there is none."""
+    runs = study_records(tracking_uri, experiment, study)
     if not runs:
         return {}
-    run = runs[0]
+    walls = [r.data.metrics.get("study_wall_seconds", math.nan) for r in runs]
+    finite = [w for w in walls if math.isfinite(w)]
     return {
-        "status": run.info.status,
-        "wall_seconds": run.data.metrics.get("study_wall_seconds", math.nan),
-        "command": run.data.params.get("study.command", ""),
-        "started_ms": run.info.start_time,
+        "status": runs[0].info.status,
+        "wall_seconds": float(sum(finite)) if finite else math.nan,
+        "invocations": len(runs),
+        "command": runs[0].data.params.get("study.command", ""),
+        "started_ms": min(r.info.start_time for r in runs),
     }
 
 
@@ -276,552 +226,17 @@ def load_runs_csv(folder: str | Path, study: str) -> tuple[pd.DataFrame, dict[st
     return pd.read_csv(runs_file), meta
 
 
-# -- aggregation ---------------------------------------------------------------------------------
-def aggregate(frame: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean and ``<column>_std`` over seeds per (model, method, budget), models in order."""
-    if frame.empty:
-        return pd.DataFrame()
-    parts = []
-    order = list(models) if models else sorted(frame["model"].unique())
-    for model in order:
-        sub = frame[frame["model"] == model]
-        if sub.empty:
-            continue
-        # aggregate_seeds groups by (strategy, adapter, budget): the method label is the strategy.
-        keyed = sub.drop(columns=["strategy"]).rename(columns={"method": "strategy"})
-        keyed = keyed.drop(columns=["start_time"], errors="ignore")
-        agg = aggregate_seeds(keyed).rename(columns={"strategy": "method"})
-        agg.insert(0, "model", model)
-        parts.append(agg)
-    out = pd.concat(parts, ignore_index=True)
-    out["_model"] = out["model"].map(order.index)
-    out["_method"] = out["method"].map(_method_rank)
-    out = out.sort_values(["_model", "budget", "_method"], na_position="last", kind="stable")
-    return out.drop(columns=["_model", "_method"]).reset_index(drop=True)
-
-
-METHOD_ORDER = ("ssvd", "lora", "dora", "pissa", "full", "naive", "replay", "ewc", "weight_avg")
-
-
-def _method_rank(method: str) -> float:
-    """SSVD-O splits first (by share), then the matched baselines, full FT, the CL references."""
-    if method.startswith("ssvdo@"):
-        return _number(method.split("@", 1)[1])
-    if method in METHOD_ORDER:
-        return 2.0 + METHOD_ORDER.index(method)
-    return 2.0 + len(METHOD_ORDER)
-
-
-def _values(
-    frame: pd.DataFrame, model: str, method: str, budget: float | None, column: str
-) -> pd.Series:
-    """Per-seed values (indexed by seed) of one (model, method, budget) cell; finite only."""
-    sel = (frame["model"] == model) & (frame["method"] == method)
-    if budget is None or (isinstance(budget, float) and math.isnan(budget)):
-        sel &= frame["budget"].isna()
-    else:
-        sel &= frame["budget"] == budget
-    sub = frame.loc[sel, ["seed", column]].dropna()
-    return pd.Series(sub[column].to_numpy(dtype=float), index=sub["seed"].to_numpy())
-
-
-# -- verdict rules -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Comparison:
-    """One comparison of a claim: ``a`` is the side the claim says is better."""
-
-    label: str
-    name_a: str
-    name_b: str
-    metric: str
-    mean_a: float
-    std_a: float
-    n_a: int
-    mean_b: float
-    std_b: float
-    n_b: int
-    advantage: float
-    threshold: float
-    outcome: str  # "for" | "against" | "tie"
-    note: str = ""
-    model: str = ""
-    budget: float = math.nan
-    method_a: str = ""
-    method_b: str = ""
-
-
-def _stats(values: Sequence[float]) -> tuple[float, float, int]:
-    arr = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    if arr.size == 0:
-        return math.nan, math.nan, 0
-    std = float(arr.std(ddof=1)) if arr.size >= 2 else math.nan
-    return float(arr.mean()), std, int(arr.size)
-
-
-def compare_groups(
-    label: str,
-    a: Sequence[float],
-    b: Sequence[float],
-    *,
-    lower_is_better: bool,
-    margin: float,
-    name_a: str = "a",
-    name_b: str = "b",
-    metric: str = "",
-    **context: Any,
-) -> Comparison:
-    """Apply the rule of the module docstring to per-seed values ``a`` and ``b``.
-
-    >>> c = compare_groups("x", [20.0, 21.0, 22.0], [25.0, 26.0, 27.0], lower_is_better=True, margin=0.5)
-    >>> c.outcome, c.advantage, c.threshold
-    ('for', 5.0, 1.0)
-    """
-    if margin < 0 or not math.isfinite(margin):
-        raise ValueError(f"margin: must be a finite number >= 0, got {margin!r}")
-    unknown = set(context) - {"model", "budget", "method_a", "method_b"}
-    if unknown:
-        raise TypeError(f"compare_groups: unknown context {sorted(unknown)}")
-    mean_a, std_a, n_a = _stats(a)
-    mean_b, std_b, n_b = _stats(b)
-    advantage = (mean_b - mean_a) if lower_is_better else (mean_a - mean_b)
-    if n_a < 2 or n_b < 2:
-        note = "fewer than 2 seeds on a side: no spread to judge against"
-        return Comparison(
-            label, name_a, name_b, metric, mean_a, std_a, n_a, mean_b, std_b, n_b,
-            advantage, math.nan, "tie", note, **context,
-        )  # fmt: skip
-    threshold = max(math.sqrt((std_a**2 + std_b**2) / 2.0), margin)
-    outcome = "for" if advantage > threshold else "against" if advantage < -threshold else "tie"
-    return Comparison(
-        label, name_a, name_b, metric, mean_a, std_a, n_a, mean_b, std_b, n_b,
-        advantage, threshold, outcome, **context,
-    )  # fmt: skip
-
-
-def verdict(comparisons: Sequence[Comparison]) -> str:
-    """``confirmed`` (all ``for``), ``refuted`` (any ``against``) or ``inconclusive``."""
-    outcomes = [c.outcome for c in comparisons]
-    if "against" in outcomes:
-        return "refuted"
-    if outcomes and all(o == "for" for o in outcomes):
-        return "confirmed"
-    return "inconclusive"
-
-
-@dataclass
-class ClaimVerdict:
-    number: int
-    claim: str
-    test: str
-    verdict: str
-    sentence: str
-    comparisons: list[Comparison] = field(default_factory=list)
-
-
-CLAIMS = {
-    1: "SSVD-O beats LoRA, DoRA, PiSSA and SSVD at matched parameter budgets on domain-shifted "
-    "ASR and narrows the gap to full fine-tuning.",
-    2: "Under tight budgets the inner transform is more parameter-efficient than the outer one.",
-    3: "A smaller inner ratio with a larger outer rank gives a better learning/forgetting "
-    "trade-off.",
-    4: "The outer transform gains value as the model grows.",
-}
-
-CLAIM_TESTS = {
-    1: "SSVD-O (reference share) vs each matched baseline, every model and budget, new-domain WER",
-    2: "at each model's smallest budget: largest vs smallest inner share, new-domain WER",
-    3: "every model and budget: smallest vs largest inner share, learning - forgetting",
-    4: "outer value (SSVD-O over SSVD, %) on the largest vs the smallest model, per budget level",
-}
-
-
-def _name(method: str) -> str:
-    if method.startswith("ssvdo@"):
-        return f"SSVD-O (s={method.split('@', 1)[1]})"
-    return DISPLAY.get(method, method)
-
-
-def _budget_text(budget: float) -> str:
-    return "no budget" if math.isnan(budget) else f"{int(budget):,}"
-
-
-def _pm(mean: float, std: float, digits: int = 1) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    if not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _describe(c: Comparison, unit: str = "") -> str:
-    if c.outcome == "for":
-        how = f"{c.name_a} better by {c.advantage:.2f}{unit} > {c.threshold:.2f}"
-    elif c.outcome == "against":
-        how = f"{c.name_b} better by {-c.advantage:.2f}{unit} > {c.threshold:.2f}"
-    elif math.isnan(c.threshold):
-        how = f"difference {c.advantage:+.2f}{unit}; {c.note}"
-    else:
-        how = f"difference {c.advantage:+.2f}{unit} within {c.threshold:.2f}"
-    return (
-        f"{c.label}: {c.name_a} {_pm(c.mean_a, c.std_a)} vs {c.name_b} "
-        f"{_pm(c.mean_b, c.std_b)} ({how})"
-    )
-
-
-def _sentence(number: int, outcome: str, lead: str, comparisons: Sequence[Comparison]) -> str:
-    counts = {k: sum(c.outcome == k for c in comparisons) for k in ("for", "against", "tie")}
-    if not comparisons:
-        tail = "No comparison could be made (the runs it needs are missing)."
-    else:
-        tail = (
-            f"{counts['for']} of {len(comparisons)} comparisons support it, "
-            f"{counts['against']} contradict it, {counts['tie']} are within the spread."
-        )
-    return f"**Claim {number}: {outcome}.** {lead} {tail}"
-
-
-def _models_with(frame: pd.DataFrame, models: Sequence[str]) -> list[str]:
-    present = set(frame["model"].unique()) if not frame.empty else set()
-    return [m for m in models if m in present]
-
-
-def _shares(frame: pd.DataFrame, model: str, budget: float) -> list[float]:
-    sub = frame[(frame["model"] == model) & (frame["budget"] == budget)]
-    return sorted({float(s) for s in sub["inner_share"].dropna()})
-
-
-def _budgets(frame: pd.DataFrame, model: str) -> list[float]:
-    sub = frame[frame["model"] == model]["budget"].dropna()
-    return sorted({float(b) for b in sub})
-
-
-def _claim_verdict(number: int, outcome: str, lead: str, comps: list[Comparison]) -> ClaimVerdict:
-    return ClaimVerdict(
-        number,
-        CLAIMS[number],
-        CLAIM_TESTS[number],
-        outcome,
-        _sentence(number, outcome, lead, comps),
-        comps,
-    )
-
-
-def claim1(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
-    ref = method_label("ssvdo", "ssvdo", settings.reference_share)
-    comps: list[Comparison] = []
-    gaps: list[str] = []
-    for model in _models_with(frame, settings.models):
-        baselines = sorted(
-            set(
-                frame[(frame["model"] == model) & frame["adapter"].isin(BASELINE_ADAPTERS)][
-                    "method"
-                ]
-            )
-        )
-        full = _values(frame, model, "full", None, "new_domain_wer")
-        for budget in _budgets(frame, model):
-            ours = _values(frame, model, ref, budget, "new_domain_wer")
-            if ours.empty:
-                continue
-            best_gap: tuple[float, str] | None = None
-            for base in baselines:
-                theirs = _values(frame, model, base, budget, "new_domain_wer")
-                if theirs.empty:
-                    continue
-                comps.append(
-                    compare_groups(
-                        f"{model} @ {_budget_text(budget)}",
-                        ours,
-                        theirs,
-                        lower_is_better=True,
-                        margin=settings.min_margin,
-                        name_a="SSVD-O",
-                        name_b=_name(base),
-                        metric="new-domain WER",
-                        model=model,
-                        budget=budget,
-                        method_a=ref,
-                        method_b=base,
-                    )
-                )
-                gap = float(theirs.mean() - full.mean()) if not full.empty else math.nan
-                if math.isfinite(gap) and (best_gap is None or gap < best_gap[0]):
-                    best_gap = (gap, _name(base))
-            if not full.empty and best_gap is not None:
-                gaps.append(
-                    f"{model} @ {_budget_text(budget)}: SSVD-O {ours.mean() - full.mean():+.2f}, "
-                    f"best baseline ({best_gap[1]}) {best_gap[0]:+.2f}"
-                )
-    outcome = verdict(comps)
-    lead = (
-        f"SSVD-O at inner share {settings.reference_share:g} against the baselines matched to "
-        f"its parameter count, on new-domain WER (lower is better)."
-    )
-    missing = [_name(b) for b in BASELINE_ADAPTERS if b not in {c.method_b for c in comps}]
-    if missing:
-        lead += f" Not compared (no runs): {', '.join(missing)}."
-        if outcome == "confirmed":  # the claim names all four baselines
-            outcome = "inconclusive"
-    if gaps:
-        lead += " Gap to full fine-tuning (WER points above it): " + "; ".join(gaps) + "."
-    return _claim_verdict(1, outcome, lead, comps)
-
-
-def claim2(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
-    comps = []
-    for model in _models_with(frame, settings.models):
-        budgets = _budgets(frame, model)
-        if not budgets:
-            continue
-        tight = budgets[0]
-        shares = _shares(frame, model, tight)
-        if len(shares) < 2:
-            continue
-        hi, lo = shares[-1], shares[0]
-        comps.append(
-            compare_groups(
-                f"{model} @ {_budget_text(tight)}",
-                _values(frame, model, method_label("ssvdo", "ssvdo", hi), tight, "new_domain_wer"),
-                _values(frame, model, method_label("ssvdo", "ssvdo", lo), tight, "new_domain_wer"),
-                lower_is_better=True,
-                margin=settings.min_margin,
-                name_a=f"s={hi:g}",
-                name_b=f"s={lo:g}",
-                metric="new-domain WER",
-                model=model,
-                budget=tight,
-                method_a=method_label("ssvdo", "ssvdo", hi),
-                method_b=method_label("ssvdo", "ssvdo", lo),
-            )
-        )
-    outcome = verdict(comps)
-    lead = (
-        "At each model's smallest budget, SSVD-O with the largest inner share against the "
-        "smallest, on new-domain WER (lower is better; same budget, so better = more efficient)."
-    )
-    return _claim_verdict(2, outcome, lead, comps)
-
-
-def claim3(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
-    frame = frame.assign(tradeoff=frame["learning_mean"] - frame["forgetting_mean"])
-    comps = []
-    details = []
-    for model in _models_with(frame, settings.models):
-        for budget in _budgets(frame, model):
-            shares = _shares(frame, model, budget)
-            if len(shares) < 2:
-                continue
-            lo, hi = (method_label("ssvdo", "ssvdo", s) for s in (shares[0], shares[-1]))
-            comps.append(
-                compare_groups(
-                    f"{model} @ {_budget_text(budget)}",
-                    _values(frame, model, lo, budget, "tradeoff"),
-                    _values(frame, model, hi, budget, "tradeoff"),
-                    lower_is_better=False,
-                    margin=settings.min_margin,
-                    name_a=f"s={shares[0]:g}",
-                    name_b=f"s={shares[-1]:g}",
-                    metric="learning - forgetting",
-                    model=model,
-                    budget=budget,
-                    method_a=lo,
-                    method_b=hi,
-                )
-            )
-            d_learn = (
-                _values(frame, model, lo, budget, "learning_mean").mean()
-                - _values(frame, model, hi, budget, "learning_mean").mean()
-            )
-            d_forget = (
-                _values(frame, model, lo, budget, "forgetting_mean").mean()
-                - _values(frame, model, hi, budget, "forgetting_mean").mean()
-            )
-            details.append(
-                f"{model} @ {_budget_text(budget)}: learning {d_learn:+.2f}, "
-                f"forgetting {d_forget:+.2f}"
-            )
-    outcome = verdict(comps)
-    lead = (
-        "Smallest against largest inner share at every budget, on learning minus forgetting "
-        "(WER points gained on new domains minus points lost on earlier ones; higher is better)."
-    )
-    if details:
-        lead += " Smallest minus largest share: " + "; ".join(details) + "."
-    return _claim_verdict(3, outcome, lead, comps)
-
-
-def _outer_value(frame: pd.DataFrame, model: str, budget: float, ref: str) -> pd.Series:
-    """Per seed: ``100 * (W_ssvd - W_ssvdo) / W_ssvd`` on new-domain WER (paired by seed)."""
-    ssvd = _values(frame, model, "ssvd", budget, "new_domain_wer")
-    ours = _values(frame, model, ref, budget, "new_domain_wer")
-    seeds = sorted(set(ssvd.index) & set(ours.index))
-    return pd.Series(
-        [100.0 * (ssvd[s] - ours[s]) / max(ssvd[s], 1e-9) for s in seeds], index=seeds, dtype=float
-    )
-
-
-def claim4(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
-    ref = method_label("ssvdo", "ssvdo", settings.reference_share)
-    models = _models_with(frame, settings.models)
-    comps = []
-    if len(models) >= 2:
-        small, large = models[0], models[-1]
-        for b_small, b_large in zip(_budgets(frame, small), _budgets(frame, large), strict=False):
-            comps.append(
-                compare_groups(
-                    f"{_budget_text(b_small)} on {small} vs {_budget_text(b_large)} on {large}",
-                    _outer_value(frame, large, b_large, ref),
-                    _outer_value(frame, small, b_small, ref),
-                    lower_is_better=False,
-                    margin=settings.min_margin_relative,
-                    name_a=large,
-                    name_b=small,
-                    metric="outer value (%)",
-                    method_a=ref,
-                    method_b=ref,
-                )
-            )
-    outcome = verdict(comps)
-    lead = (
-        f"Value of the outer transform = relative new-domain WER reduction (%) of SSVD-O "
-        f"(s={settings.reference_share:g}) over SSVD (inner transform only) at the same budget, "
-        f"largest model against smallest, budget levels aligned by rank."
-    )
-    if len(models) < 2:
-        lead += f" Only {len(models)} model size(s) in the results."
-    return _claim_verdict(4, outcome, lead, comps)
-
-
-def evaluate_claims(frame: pd.DataFrame, settings: DocSettings) -> list[ClaimVerdict]:
-    """The four verdicts from a per-run frame (columns as produced by :func:`collect_runs`)."""
-    return [f(frame, settings) for f in (claim1, claim2, claim3, claim4)]
-
-
-# -- losses of SSVD-O, with data-driven likely reasons ------------------------------------------
-def _mean(frame: pd.DataFrame, model: str, method: str, budget: float | None, col: str) -> float:
-    values = _values(frame, model, method, budget, col)
-    return float(values.mean()) if not values.empty else math.nan
-
-
-def _loss_notes(
-    frame: pd.DataFrame, settings: DocSettings, verdicts: Sequence[ClaimVerdict]
-) -> list[str]:
-    """One bullet per significant loss of SSVD-O at the reference share: claim 1's comparisons
-    and AWER against every unbudgeted reference (full FT, Naive, Replay, ...), each with the
-    numbers that point at a likely reason."""
-    ref = method_label("ssvdo", "ssvdo", settings.reference_share)
-    losses = [c for c in verdicts[0].comparisons if c.outcome == "against"]
-    for model in _models_with(frame, settings.models):
-        refs = sorted(set(frame[(frame["model"] == model) & frame["budget"].isna()]["method"]))
-        for budget in _budgets(frame, model):
-            ours = _values(frame, model, ref, budget, "awer")
-            if ours.empty:
-                continue
-            for other in refs:
-                c = compare_groups(
-                    f"{model} @ {_budget_text(budget)}",
-                    ours,
-                    _values(frame, model, other, None, "awer"),
-                    lower_is_better=True,
-                    margin=settings.min_margin,
-                    name_a="SSVD-O",
-                    name_b=_name(other),
-                    metric="AWER",
-                    model=model,
-                    budget=budget,
-                    method_a=ref,
-                    method_b=other,
-                )
-                if c.outcome == "against":
-                    losses.append(c)
-    steps = "/".join(str(int(s)) for s in sorted(set(frame["max_steps"].dropna())))
-    return [_loss_note(frame, c, steps or "the fixed") for c in losses]
-
-
-def _loss_note(frame: pd.DataFrame, c: Comparison, steps: str) -> str:
-    other_budget = None if c.method_b in set(frame[frame["budget"].isna()]["method"]) else c.budget
-
-    def mean(method: str, budget: float | None, col: str) -> float:
-        return _mean(frame, c.model, method, budget, col)
-
-    l_ours, l_other = (mean(c.method_a, c.budget, "learning_mean"),
-                       mean(c.method_b, other_budget, "learning_mean"))  # fmt: skip
-    f_ours, f_other = (mean(c.method_a, c.budget, "forgetting_mean"),
-                       mean(c.method_b, other_budget, "forgetting_mean"))  # fmt: skip
-    p_ours, p_other = (mean(c.method_a, c.budget, "trainable_params"),
-                       mean(c.method_b, other_budget, "trainable_params"))  # fmt: skip
-    text = f"- {c.metric}, {_describe(c)}."
-    finite = all(math.isfinite(v) for v in (l_ours, l_other, f_ours, f_other))
-    if finite and l_ours < l_other:
-        text += f" SSVD-O learned less on the new domains (learning {l_ours:.1f} vs {l_other:.1f}"
-        text += (
-            f") while forgetting less ({f_ours:.1f} vs {f_other:.1f})" if f_ours <= f_other else ")"
-        )
-        text += (
-            ". Likely reason: its update rotates the pretrained singular vectors and shifts the "
-            f"singular values from zero, so within {steps} steps per experience and untuned "
-            f"learning rates it moves less than {c.name_b}."
-        )
-    elif finite and f_ours > f_other:
-        text += (
-            f" SSVD-O forgot more ({f_ours:.1f} vs {f_other:.1f} WER points; learning "
-            f"{l_ours:.1f} vs {l_other:.1f}). Likely reason: "
-            + (
-                f"{c.name_b} protects earlier domains (replay, a penalty or averaging), which an "
-                "adapter alone does not."
-                if c.method_b in ("replay", "ewc", "weight_avg")
-                else "each experience rotates the dominant singular subspaces the earlier "
-                "domains rely on, and nothing holds them in place."
-            )
-        )
-    if math.isfinite(p_ours) and math.isfinite(p_other):
-        if p_other > p_ours:
-            text += f" {c.name_b} trained more parameters ({p_other:,.0f} vs {p_ours:,.0f})."
-        elif p_other < p_ours:
-            text += (
-                f" Not a budget artefact: {c.name_b} trained {p_other:,.0f} parameters, "
-                f"SSVD-O {p_ours:,.0f}."
-            )
-    return text
-
-
-# -- figures -------------------------------------------------------------------------------------
-def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Points not dominated in (learning: higher, forgetting: lower), by increasing learning.
-
-    >>> pts = [{"learning": 5, "forgetting": 1}, {"learning": 3, "forgetting": 2},
-    ...        {"learning": 8, "forgetting": 4}]
-    >>> [p["learning"] for p in pareto_front(pts)]
-    [5, 8]
-    """
-    finite = [
-        p
-        for p in points
-        if math.isfinite(float(p["learning"])) and math.isfinite(float(p["forgetting"]))
-    ]
-    front = []
-    for p in finite:
-        dominated = any(
-            q is not p
-            and q["learning"] >= p["learning"]
-            and q["forgetting"] <= p["forgetting"]
-            and (q["learning"] > p["learning"] or q["forgetting"] < p["forgetting"])
-            for q in finite
-        )
-        if not dominated:
-            front.append(p)
-    return sorted(front, key=lambda p: float(p["learning"]))
-
-
+# -- figures ---------------------------------------------------------------------------------------
 def _points(agg: pd.DataFrame, model: str) -> list[dict[str, Any]]:
+    """The figures' points of ``model`` (main arms only: not the learning-rate check)."""
     out = []
-    for row in agg[agg["model"] == model].to_dict("records"):
+    for row in main_arms(agg[agg["model"] == model]).to_dict("records"):
         budget = row.get("budget", math.nan)
-        label = _name(row["method"]) + ("" if math.isnan(budget) else f" {budget / 1000:g}k")
+        label = display_name(row["method"]) + ("" if math.isnan(budget) else f" {budget / 1000:g}k")
         out.append(
             {
                 "label": label,
-                "group": _name(row["method"]),
+                "group": display_name(row["method"]),
                 "learning": float(row.get("learning_mean", math.nan)),
                 "forgetting": float(row.get("forgetting_mean", math.nan)),
                 "params": float(row.get("trainable_params", 1.0) or 1.0),
@@ -864,7 +279,7 @@ def _figures(agg: pd.DataFrame, models: Sequence[str], images: Path) -> dict[str
     return files
 
 
-# -- Markdown ------------------------------------------------------------------------------------
+# -- Markdown --------------------------------------------------------------------------------------
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -880,16 +295,23 @@ def _params_cell(row: Mapping[str, Any]) -> str:
     return f"{mean:,.0f}"
 
 
+def _mean_std_cells(row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    return [plus_minus(row.get(c, math.nan), row.get(f"{c}_std", math.nan)) for c in columns]
+
+
+_TABLE_METRICS = ("new_domain_wer", "first_forgetting", "awer", "bwt")
+
+
 def _results_table(agg: pd.DataFrame, model: str, first_domain: str) -> str:
+    """The main table of ``model`` (the learning-rate check has its own)."""
     rows = []
-    for row in agg[agg["model"] == model].to_dict("records"):
+    for row in main_arms(agg[agg["model"] == model]).to_dict("records"):
         cells = [
-            _name(row["method"]),
-            _budget_text(row.get("budget", math.nan)),
+            display_name(row["method"]),
+            budget_text(row.get("budget", math.nan)),
             _params_cell(row),
+            *_mean_std_cells(row, _TABLE_METRICS),
         ]
-        for col in ("new_domain_wer", "first_forgetting", "awer", "bwt"):
-            cells.append(_pm(row.get(col, math.nan), row.get(f"{col}_std", math.nan)))
         lr = row.get("lr", math.nan)
         cells += [f"{lr:g}" if math.isfinite(lr) else "-", str(int(row.get("seeds", 0)))]
         rows.append(cells)
@@ -905,6 +327,46 @@ def _results_table(agg: pd.DataFrame, model: str, first_domain: str) -> str:
         "seeds",
     ]
     return _md_table(header, rows)
+
+
+def _lr_table(check: LrCheck, agg: pd.DataFrame, first_domain: str) -> str:
+    """One row per (method, learning rate) of the check: the metrics' mean ± std over seeds."""
+    rows = []
+    sub = agg[(agg["model"] == check.model) & (agg["budget"] == check.budget)]
+    for label, lr, shipped in check.cells:
+        for row in sub[sub["method"] == label].to_dict("records"):
+            rows.append(
+                [
+                    display_name(split_lr(label)[0]),
+                    f"{lr:g}" + (" (shipped)" if shipped else ""),
+                    *_mean_std_cells(row, (*_TABLE_METRICS, "learning_mean", "forgetting_mean")),
+                    str(int(row.get("seeds", 0))),
+                ]
+            )
+    header = ["method", "lr", "new-domain WER", f"{first_domain} forgetting", "AWER", "BWT",
+              "learning", "forgetting", "seeds"]  # fmt: skip
+    return _md_table(header, rows)
+
+
+LR_CHECK_TEXT = """The shipped configs start from different learning rates (column *lr* of the tables above).
+Here the methods of the check also ran at each other's rates, at the model's tightest budget
+(SSVD-O at the reference share, the baselines matched to it), so they can be compared at equal
+learning rates; *(shipped)* marks the main runs at a method's own rate. The comparisons follow
+the rules of the claims (*a* = SSVD-O; lower WER is better). These runs are left out of the
+tables, figures and verdicts above.
+"""
+
+
+def _lr_section(checks: Sequence[LrCheck], agg: pd.DataFrame, first_domain: str) -> list[str]:
+    out = ["## Learning-rate check", "", LR_CHECK_TEXT]
+    for check in checks:
+        out += [f"### {check.model} @ {budget_text(check.budget)}", ""]
+        out += [_lr_table(check, agg, first_domain), ""]
+        if check.comparisons:
+            out += [_comparisons_table(check.comparisons), ""]
+        for sentence in check.sentences:
+            out += [sentence, ""]
+    return out
 
 
 def _base_table(frame: pd.DataFrame, models: Sequence[str], domains: Sequence[str]) -> str:
@@ -925,8 +387,8 @@ def _comparisons_table(comps: Sequence[Comparison]) -> str:
     rows = [
         [
             c.label,
-            f"{c.name_a} {_pm(c.mean_a, c.std_a, 2)}",
-            f"{c.name_b} {_pm(c.mean_b, c.std_b, 2)}",
+            f"{c.name_a} {plus_minus(c.mean_a, c.std_a, 2)}",
+            f"{c.name_b} {plus_minus(c.mean_b, c.std_b, 2)}",
             f"{c.advantage:+.2f}" if math.isfinite(c.advantage) else "-",
             f"{c.threshold:.2f}" if math.isfinite(c.threshold) else "n/a",
             c.outcome,
@@ -942,6 +404,18 @@ def _hours(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "unknown"
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _wall_time(meta: Mapping[str, Any]) -> str:
+    """``2.10 h (2 invocations, finished)``: the study's wall time over all its invocations."""
+    notes = []
+    invocations = int(meta.get("invocations") or 1)
+    if invocations > 1:
+        notes.append(f"{invocations} invocations")
+    if meta.get("status"):
+        notes.append(str(meta["status"]).lower())
+    wall = _hours(float(meta.get("wall_seconds", math.nan)))
+    return wall + (f" ({', '.join(notes)})" if notes else "")
 
 
 RULES_TEXT = """\
@@ -989,7 +463,8 @@ def render(
     """The Markdown page, the verdicts and the aggregated table for ``frame`` (per-run rows)."""
     agg = aggregate(frame, settings.models)
     verdicts = evaluate_claims(frame, settings)
-    models = _models_with(frame, settings.models)
+    checks = lr_checks(frame, settings)
+    models = models_with(frame, settings.models)
     found = frame["domains"].dropna() if "domains" in frame else pd.Series(dtype=str)
     domains = [d for d in str(found.iloc[0]).split(",") if d] if not found.empty else []
     first = domains[0] if domains else "first domain"
@@ -1023,12 +498,11 @@ def render(
         f"- Models: {', '.join(f'{m} (preset `{settings.presets.get(m, m)}`)' for m in models)}.",
         f"- Seeds: {', '.join(str(s) for s in sorted(frame['seed'].unique()))}; "
         f"optimiser steps per experience: {', '.join(str(s) for s in steps) or '-'}; "
-        "learning rates are the shipped configs' starting points (column *lr*), tuned for no method.",
+        "learning rates are the shipped configs' starting points (column *lr*), tuned for no method"
+        + ("; the learning-rate check below swaps some of them." if checks else "."),
         f"- Finished runs: {len(frame)}; compute time (sum of run durations, base pretraining "
         f"excluded): {_hours(float(frame['duration_s'].sum()))}; study wall time: "
-        f"{_hours(float(meta.get('wall_seconds', math.nan)))}"
-        + (f" ({meta['status'].lower()})" if meta.get("status") else "")
-        + ".",
+        f"{_wall_time(meta)}.",
         f"- Code: git commit {', '.join(commits) or 'unknown'}.",
         "",
         "### Base models (WER %, before any adaptation)",
@@ -1060,7 +534,9 @@ def render(
         out += [f"### Claim {v.number}", "", f"*{v.claim}* Test: {v.test}.", "", v.sentence, ""]
         if v.comparisons:
             out += [_comparisons_table(v.comparisons), ""]
-    notes = _loss_notes(frame, settings, verdicts)
+    if checks:
+        out += _lr_section(checks, agg, first)
+    notes = loss_notes(frame, settings, verdicts)
     out += ["## Where SSVD-O loses", ""]
     out += notes or ["No significant loss of SSVD-O (reference share) by the rules below."]
     out += [
@@ -1077,7 +553,12 @@ def render(
             "## Data",
             "",
             f"Per-run rows: `{rel(tables_dir / RUNS_CSV)}`; means and standard deviations: "
-            f"`{rel(tables_dir / SUMMARY_CSV)}`; every comparison: `{rel(tables_dir / CLAIMS_CSV)}`.",
+            f"`{rel(tables_dir / SUMMARY_CSV)}`; every comparison: `{rel(tables_dir / CLAIMS_CSV)}`"
+            + (
+                f"; the learning-rate check's: `{rel(tables_dir / LR_CHECK_CSV)}`."
+                if checks
+                else "."
+            ),
             "",
         ]
     return "\n".join(out).rstrip() + "\n", verdicts, agg
@@ -1093,7 +574,8 @@ def write_results(
     meta: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write the page, its PNGs and CSVs (``runs.csv``, ``summary.csv``, ``claims.csv``,
-    ``meta.json``); returns the files written."""
+    ``meta.json``, and ``lr_check.csv`` when the study has a learning-rate check); returns the
+    files written."""
     if frame.empty:
         raise ValueError("write_results: no runs (use write_not_run_page)")
     doc, images, tables = Path(doc), Path(images), Path(tables)
@@ -1121,10 +603,20 @@ def write_results(
         "experiment": settings.experiment,
         "command": meta.get("command") or settings.command,
         "wall_seconds": meta.get("wall_seconds"),
+        "invocations": meta.get("invocations"),
         "status": meta.get("status"),
         "verdicts": {v.number: v.verdict for v in verdicts},
     }
     files[4].write_text(json.dumps(meta_out, indent=2, default=_json_safe) + "\n")
+    checks, lr_file = lr_checks(frame, settings), tables / LR_CHECK_CSV
+    if checks:
+        pd.DataFrame(
+            [asdict(c) for check in checks for c in check.comparisons],
+            columns=list(Comparison.__dataclass_fields__),
+        ).to_csv(lr_file, index=False)
+        files.append(lr_file)
+    elif lr_file.exists():  # an earlier version of the study had one
+        lr_file.unlink()
     for paths in image_paths.values():
         files += list(paths.values())
     return files

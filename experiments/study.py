@@ -8,11 +8,17 @@ configs (``experiments.sweep``), per model size:
 - ``<study>-<model>-matched``: SSVD-O at the reference share and every baseline matched to
   it (``sweep.budgets``, ``sweep.inner_share``);
 - ``<study>-<model>-split<s>``: SSVD-O at each other inner share ``s``;
-- ``<study>-<model>-references``: full fine-tuning and the CL references (no budget).
+- ``<study>-<model>-references``: full fine-tuning and the CL references (no budget);
+
+and, with ``lr_check`` (after that model's sweeps above), ``<study>-<model>-lr-<method>``:
+each listed method at the listed learning rates other than its configured one, at the model's
+first (tightest) budget and the reference share, tagged ``cl_ssvdo.arm = lr`` (its runs get
+their own method labels, ``lora|lr=0.005``, and their own section of the page).
 
 Each sweep is a parent MLflow run with one child per (config, budget, seed); every child is
 tagged ``cl_ssvdo.study`` and ``cl_ssvdo.model_size``. A study record run (``cl_ssvdo.kind =
-study``) keeps the command and the wall time. Everything resumes: a killed study restarts
+study``) keeps the command and the wall time (a changed config runs under a new record; the page
+sums them, ``--fresh`` deletes them). Everything resumes: a killed study restarts
 where it stopped with the same command. At the end (or with ``--only-regenerate``)
 ``experiments.results_doc`` rebuilds the page from the store, or from the CSVs it wrote next
 to the page when the store is absent.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import shutil
 import sys
 import time
@@ -41,7 +48,7 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
-from experiments import results_doc
+from experiments import claims, results_doc
 from experiments.config import (
     CONFIGS_DIR,
     ConfigError,
@@ -141,6 +148,37 @@ STUDY_SCHEMA: dict[str, Any] = {
             **_CONFIG_LIST,
             "default": ["full.yaml", "naive.yaml", "replay.yaml", "ewc.yaml", "weight_avg.yaml"],
         },
+        "lr_check": {
+            "type": ["object", "null"],
+            "default": None,
+            "additionalProperties": False,
+            "required": ["methods", "lrs"],
+            "description": "Learning-rate check: each method also at the other learning rates, "
+            "on each model's first budget at the reference share (null: none).",
+            "properties": {
+                "methods": {
+                    **_CONFIG_LIST,
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "description": "The ssvdo config and/or baselines (names, e.g. [ssvdo, lora]).",
+                },
+                "lrs": {
+                    "type": "array",
+                    "items": {"type": "number", "exclusiveMinimum": 0},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "description": "Learning rates; each method runs those other than its own.",
+                },
+                "models": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string", "minLength": 1},
+                    "minItems": 1,
+                    "default": None,
+                    "description": "Model keys (null: the first model only); a model skips the "
+                    "methods it does not run.",
+                },
+            },
+        },
         "claims": {
             "type": "object",
             "additionalProperties": False,
@@ -180,6 +218,14 @@ STUDY_SCHEMA: dict[str, Any] = {
                     "default": None,
                     "description": "Config names to run on this size (null: all).",
                 },
+                "inner_shares": {
+                    "type": ["array", "null"],
+                    "items": _SHARE,
+                    "minItems": 1,
+                    "default": None,
+                    "description": "SSVD-O's inner shares on this size (null: ssvdo.inner_shares); "
+                    "must include the reference share.",
+                },
                 "overrides": {"type": "object", "default": {}},
             },
         }
@@ -216,8 +262,9 @@ def _check_schema(study: Mapping[str, Any], source: str) -> None:
 
 
 def _check_meaning(study: Mapping[str, Any], source: str) -> None:
-    """What the schema cannot say: the reference share is one of the shares, budgets ascend,
-    ``methods`` name configs of the study."""
+    """What the schema cannot say: the reference share is one of the shares (the study's and
+    each model's own), budgets ascend, ``methods`` name configs of the study, ``lr_check``
+    names the ssvdo config or baselines and models of the study."""
     shares = study["ssvdo"]["inner_shares"]
     if study["ssvdo"]["reference_share"] not in shares:
         raise ConfigError(
@@ -233,10 +280,34 @@ def _check_meaning(study: Mapping[str, Any], source: str) -> None:
             raise ConfigError(
                 "list distinct budgets in ascending order", f"models.{size}.budgets", None, source
             )
+        own = spec.get("inner_shares")
+        if own is not None and study["ssvdo"]["reference_share"] not in own:
+            raise ConfigError(
+                f"{study['ssvdo']['reference_share']} (ssvdo.reference_share) is not listed",
+                f"models.{size}.inner_shares",
+                own,
+                source,
+            )
         for method in spec.get("methods") or []:
             if method not in known:
                 raise ConfigError(
                     f"unknown method {method!r}", f"models.{size}.methods", known, source
+                )
+    check = study.get("lr_check")
+    if check:
+        matched = [Path(c).stem for c in [study["ssvdo"]["config"], *study["baselines"]]]
+        for method in check["methods"]:
+            if Path(method).stem not in matched:
+                raise ConfigError(
+                    f"{method!r} is not the ssvdo config or a baseline of the study",
+                    "lr_check.methods",
+                    matched,
+                    source,
+                )
+        for size in check.get("models") or []:
+            if size not in study["models"]:
+                raise ConfigError(
+                    f"unknown model {size!r}", "lr_check.models", list(study["models"]), source
                 )
 
 
@@ -286,9 +357,73 @@ def _share_name(share: float) -> str:
     return f"{share:g}"
 
 
+def _planned_sweep(
+    study: Mapping[str, Any],
+    source: Path,
+    size: str,
+    common: Mapping[str, Any],
+    kind: str,
+    sweep: dict[str, Any],
+    tags: Mapping[str, str] | None = None,
+) -> PlannedSweep:
+    """The sweep ``<study>-<size>-<kind>``: ``common`` (the model's shared sections) with the
+    study's name, seeds, experiment and tags (plus ``tags``) and ``sweep`` as its sweep section."""
+    name = f"{study['name']}-{size}-{kind}"
+    cfg = copy.deepcopy(dict(common))
+    cfg["name"] = name
+    cfg["description"] = f"Study {study['name']}, model {size}: {kind}."
+    cfg["seeds"] = list(study["seeds"])
+    cfg["tracking"]["experiment"] = study["experiment"]
+    cfg["tracking"]["tags"] = {
+        **cfg["tracking"].get("tags", {}),
+        "cl_ssvdo.study": study["name"],
+        "cl_ssvdo.model_size": size,
+        **(tags or {}),
+    }
+    cfg["sweep"] = sweep
+    validate_config(cfg, source=f"{source} (sweep {name})")
+    children = expand_sweep(cfg, (), str(source))
+    return PlannedSweep(name, size, kind, cfg, children)
+
+
+def _lr_check_sweeps(
+    study: Mapping[str, Any],
+    source: Path,
+    size: str,
+    common: Mapping[str, Any],
+    matched: PlannedSweep | None,
+) -> list[PlannedSweep]:
+    """The learning-rate check on model ``size``: per method of ``lr_check`` that the model
+    runs, the listed rates other than the one its matched-sweep children have (none if all
+    equal it), at the model's first budget and the reference share."""
+    check = study.get("lr_check")
+    if not check or size not in (check.get("models") or list(study["models"])[:1]):
+        return []
+    by_stem = {Path(c).stem: c for c in [study["ssvdo"]["config"], *study["baselines"]]}
+    out = []
+    for method in check["methods"]:
+        stem = Path(method).stem
+        children = [c for c in (matched.children if matched else []) if Path(c.source).stem == stem]
+        if not children:  # the model does not run this method
+            continue
+        own = float(children[0].config["train"]["optimizer"]["lr"])
+        lrs = [lr for lr in check["lrs"] if not math.isclose(float(lr), own)]
+        if lrs:
+            sweep = {
+                **copy.deepcopy(matched.config["sweep"]),
+                "configs": [by_stem[stem]],
+                "budgets": [study["models"][size]["budgets"][0]],
+                "grid": {"train.optimizer.lr": lrs},
+            }
+            tags = {claims.ARM_TAG: claims.LR_ARM}
+            out.append(_planned_sweep(study, source, size, common, f"lr-{stem}", sweep, tags))
+    return out
+
+
 def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
-    """The study's sweeps, in running order (each model size: matched, splits, references),
-    with their children expanded and validated (``ConfigError`` before any work)."""
+    """The study's sweeps, in running order (each model size: matched, splits, references,
+    then its learning-rate check), with their children expanded and validated
+    (``ConfigError`` before any work)."""
     source = Path(source)
     base = load_config(_resolve_near(study["base"], source))
     shared, child = _split(study["overrides"])
@@ -317,7 +452,7 @@ def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
         if matched:
             groups.append(("matched", matched, list(spec["budgets"]), ref))
         if want(ssvdo_cfg):
-            for share in study["ssvdo"]["inner_shares"]:
+            for share in spec.get("inner_shares") or study["ssvdo"]["inner_shares"]:
                 if share != ref:
                     groups.append(
                         (f"split{_share_name(share)}", [ssvdo_cfg], list(spec["budgets"]), share)
@@ -325,48 +460,56 @@ def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
         references = [c for c in study["references"] if want(c)]
         if references:
             groups.append(("references", references, None, ref))
-        for kind, configs, budgets, share in groups:
-            name = f"{study['name']}-{size}-{kind}"
-            cfg = copy.deepcopy(common)
-            cfg["name"] = name
-            cfg["description"] = f"Study {study['name']}, model {size}: {kind}."
-            cfg["seeds"] = list(study["seeds"])
-            cfg["tracking"]["experiment"] = study["experiment"]
-            cfg["tracking"]["tags"] = {
-                **cfg["tracking"].get("tags", {}),
-                "cl_ssvdo.study": study["name"],
-                "cl_ssvdo.model_size": size,
-            }
-            cfg["sweep"] = {
-                "configs": configs,
-                "budgets": budgets,
-                "inner_share": share,
-                "seeds": list(study["seeds"]),
-                "grid": {},
-                "overrides": child_overrides,
-            }
-            validate_config(cfg, source=f"{source} (sweep {name})")
-            children = expand_sweep(cfg, (), str(source))
-            sweeps.append(PlannedSweep(name, size, kind, cfg, children))
+        model_sweeps = [
+            _planned_sweep(
+                study,
+                source,
+                size,
+                common,
+                kind,
+                {
+                    "configs": configs,
+                    "budgets": budgets,
+                    "inner_share": share,
+                    "seeds": list(study["seeds"]),
+                    "grid": {},
+                    "overrides": child_overrides,
+                },
+            )
+            for kind, configs, budgets, share in groups
+        ]
+        matched_sweep = next((s for s in model_sweeps if s.kind == "matched"), None)
+        sweeps += model_sweeps + _lr_check_sweeps(study, source, size, common, matched_sweep)
     return StudyPlan(
-        dict(study), source, sweeps, str(top["workdir"]), top["tracking"].get("uri") or None
+        dict(study),
+        source,
+        sweeps,
+        str(top["workdir"]),
+        top["tracking"].get("uri") or None,
     )
 
 
 def _child_method(child: SweepChild) -> str:
+    """The method label the page gives the child's run (as ``results_doc._run_row`` does)."""
     strategy = child.config["strategy"]
     adapter = strategy.get("adapter") or {}
     share = None
     if adapter.get("method") == "ssvdo":
         constant = (adapter.get("schedule") or {}).get("constant") or {}
         share = constant.get("inner_share")
-    return results_doc.method_label(
-        strategy["name"], adapter.get("method", "none"), None if share is None else float(share)
+    lr = None
+    if (child.config["tracking"].get("tags") or {}).get(claims.ARM_TAG) == claims.LR_ARM:
+        lr = float(child.config["train"]["optimizer"]["lr"])
+    return claims.method_label(
+        strategy["name"],
+        adapter.get("method", "none"),
+        None if share is None else float(share),
+        lr,
     )
 
 
-def doc_settings(plan: StudyPlan, command: str) -> results_doc.DocSettings:
-    """What ``results_doc`` needs from the study config and its plan."""
+def doc_settings(plan: StudyPlan, command: str) -> claims.DocSettings:
+    """What ``claims`` and ``results_doc`` need from the study config and its plan."""
     study = plan.study
     methods: dict[str, list[str]] = {}
     planned: dict[str, int] = {}
@@ -374,7 +517,7 @@ def doc_settings(plan: StudyPlan, command: str) -> results_doc.DocSettings:
         methods.setdefault(sweep.model, [])
         methods[sweep.model] += [_child_method(c) for c in sweep.children]
         planned[sweep.model] = planned.get(sweep.model, 0) + len(sweep.children)
-    return results_doc.DocSettings(
+    return claims.DocSettings(
         study=study["name"],
         experiment=study["experiment"],
         command=command,
@@ -398,6 +541,8 @@ def _study_folder(plan: StudyPlan):
     from experiments.recorder import RunDir
 
     body = {k: v for k, v in plan.study.items() if k not in ("description", "estimate", "output")}
+    if body.get("lr_check") is None:  # a study without one keeps its folder from before it existed
+        body.pop("lr_check", None)
     return RunDir(Path(plan.workdir) / "studies" / f"{plan.study['name']}-{config_hash(body)}")
 
 
@@ -413,14 +558,18 @@ def run_study(
     Returns the tracking URI the results went to."""
     from experiments.recorder import RunRecorder
     from experiments.sweep import run_sweep
-    from experiments.tracking import check_tracking, resolve_artifact_location
+    from experiments.tracking import check_tracking, get_client, resolve_artifact_location
 
     study = plan.study
     uri = resolve_tracking_uri(tracking_uri or plan.tracking_uri, plan.workdir)
     check_tracking(uri)
     folder = _study_folder(plan)
-    if fresh and folder.path.exists():
-        shutil.rmtree(folder.path)  # a fresh study also restarts its wall-time count
+    if fresh:  # a fresh study also restarts its wall-time count (summed over the record runs)
+        if folder.path.exists():
+            shutil.rmtree(folder.path)
+        client = get_client(uri)
+        for record in results_doc.study_records(uri, study["experiment"], study["name"]):
+            client.delete_run(record.info.run_id)
     folder.create()
     state = folder.state()
     previous = state.get("mlflow") or {}
@@ -477,7 +626,7 @@ def run_study(
 
 def regenerate(
     plan: StudyPlan,
-    settings: results_doc.DocSettings,
+    settings: claims.DocSettings,
     *,
     tracking_uri: str | None = None,
     quick_command: str | None = None,

@@ -27,7 +27,7 @@ Example
 -------
 >>> from strategies.schedule import BudgetSchedule
 >>> plugin = SSVDOPlugin(BudgetSchedule.constant({"inner_ratio": 0.25, "outer_rank": 4}))
->>> # CTCTemplate(model, optimizer, plugins=[plugin, ...]).train(experience)
+>>> # CTCTemplate(model=model, tokenizer=tokenizer, plugins=[plugin, ...]).train(experience)
 """
 
 from __future__ import annotations

@@ -110,8 +110,8 @@ class CTCTemplate(SupervisedTemplate):
 
     Example
     -------
-    >>> strategy = CTCTemplate(model, tokenizer, train_mb_size=8, train_epochs=1,
-    ...                        eval_mb_size=16, plugins=[WERMatrix()])  # doctest: +SKIP
+    >>> strategy = CTCTemplate(model=model, tokenizer=tokenizer, train_mb_size=8,
+    ...                        train_epochs=1, eval_mb_size=16, plugins=[WERMatrix()])  # doctest: +SKIP
     >>> strategy.eval(bench.test_stream)  # row 0 of the WER matrix: the base model  # doctest: +SKIP
     >>> for exp in bench.train_stream:  # doctest: +SKIP
     ...     strategy.train(exp)
@@ -120,9 +120,9 @@ class CTCTemplate(SupervisedTemplate):
 
     def __init__(
         self,
+        *,
         model: nn.Module,
         tokenizer: Tokenizer,
-        *,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         train_mb_size: int = 16,

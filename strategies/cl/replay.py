@@ -60,6 +60,10 @@ class CTCReplayPlugin(ReplayPlugin):
             )
         loader.loader_kwargs["collate_fn"] = data_collate
 
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        # ReplayPlugin calls the deprecated ``storage_policy.update``, which only forwards here.
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
 
 def _name(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -82,6 +82,19 @@ def test_scatter_has_one_point_per_run() -> None:
     assert offsets.tolist() == [[1, 2], [2, 4], [3, 6]]
 
 
+@pytest.mark.parametrize("n_groups", [3, 12])
+def test_scatter_colours_groups_apart_and_labels_only_few_points(n_groups: int) -> None:
+    points = [
+        {"label": f"r{i}", "group": f"g{i}", "learning": i, "forgetting": i, "params": 10}
+        for i in range(n_groups)
+    ]
+    ax = learning_forgetting_scatter(points).axes[0]
+    colours = {tuple(c.get_facecolor()[0][:3]) for c in ax.collections}
+    assert len(colours) == n_groups  # no two methods share a colour
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"g{i}" for i in range(n_groups)]
+    assert (len(ax.texts) == n_groups) == (n_groups <= 10)  # per-point labels only when few
+
+
 def test_step_metrics_come_from_cl_ssvdo_metrics() -> None:
     summary = metrics.summarize(R)
     out = step_metrics(summary, R[-1], DOMAINS, 3)

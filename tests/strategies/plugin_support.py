@@ -47,8 +47,8 @@ def make_strategy(model, tokenizer, plugins, lr: float = 1e-3, steps: int = STEP
     else:
         kwargs.setdefault("lr", lr)
     return CTCTemplate(
-        model,
-        tokenizer,
+        model=model,
+        tokenizer=tokenizer,
         train_mb_size=BATCH,
         eval_mb_size=8,
         max_steps_per_exp=steps,

@@ -49,8 +49,8 @@ def test_trains_one_experience_and_wer_goes_down(
     model, tokenizer = pretrained_ci_model
     rec = Recorder()
     strategy = CTCTemplate(
-        model,
-        tokenizer,
+        model=model,
+        tokenizer=tokenizer,
         lr=1e-3,
         train_mb_size=8,
         train_epochs=100,
@@ -84,8 +84,8 @@ def test_optimizer_is_rebuilt_after_plugins_change_the_trainable_set(
 
     plugin = HeadOnly()
     strategy = CTCTemplate(
-        ci_model,
-        char_tokenizer,
+        model=ci_model,
+        tokenizer=char_tokenizer,
         train_mb_size=4,
         max_steps_per_exp=2,
         plugins=[plugin],
@@ -114,8 +114,8 @@ def test_minibatches_keep_strings_and_use_the_speech_collate(
 ) -> None:
     rec = Recorder()
     strategy = CTCTemplate(
-        ci_model,
-        char_tokenizer,
+        model=ci_model,
+        tokenizer=char_tokenizer,
         train_mb_size=3,
         train_epochs=5,
         max_steps_per_exp=2,
@@ -136,7 +136,7 @@ def test_minibatches_keep_strings_and_use_the_speech_collate(
 def test_default_evaluator_reports_loss_wer_cer_but_no_accuracy(
     ci_model, char_tokenizer, tiny_benchmark, one_thread
 ) -> None:
-    strategy = CTCTemplate(ci_model, char_tokenizer, eval_mb_size=32, device="cpu")
+    strategy = CTCTemplate(model=ci_model, tokenizer=char_tokenizer, eval_mb_size=32, device="cpu")
     results = strategy.eval(tiny_benchmark.valid_stream[:1])
     names = set(results)
     for prefix in ("Loss_Exp", "WER_Exp", "CER_Exp", "Loss_Stream", "WER_Stream", "CER_Stream"):
@@ -146,7 +146,7 @@ def test_default_evaluator_reports_loss_wer_cer_but_no_accuracy(
 
 
 def test_empty_transcripts_give_a_finite_loss(ci_model, char_tokenizer) -> None:
-    strategy = CTCTemplate(ci_model, char_tokenizer, device="cpu")
+    strategy = CTCTemplate(model=ci_model, tokenizer=char_tokenizer, device="cpu")
     strategy.mbatch = collate_speech([(torch.randn(8000), "", "a"), (torch.randn(6000), "hi", "b")])
     strategy._unpack_minibatch()
     strategy.mb_output = strategy.forward()
@@ -156,12 +156,14 @@ def test_empty_transcripts_give_a_finite_loss(ci_model, char_tokenizer) -> None:
 
 
 def test_arguments_are_checked(ci_model, char_tokenizer) -> None:
-    assert CTCTemplate(ci_model, char_tokenizer, amp=True, device="cpu").amp is False
+    assert (
+        CTCTemplate(model=ci_model, tokenizer=char_tokenizer, amp=True, device="cpu").amp is False
+    )
     with pytest.raises(ValueError, match="lr"):
-        CTCTemplate(ci_model, char_tokenizer, lr=0)
+        CTCTemplate(model=ci_model, tokenizer=char_tokenizer, lr=0)
     with pytest.raises(ValueError, match="max_steps_per_exp"):
-        CTCTemplate(ci_model, char_tokenizer, max_steps_per_exp=0)
-    strategy = CTCTemplate(ci_model, char_tokenizer, device="cpu")
+        CTCTemplate(model=ci_model, tokenizer=char_tokenizer, max_steps_per_exp=0)
+    strategy = CTCTemplate(model=ci_model, tokenizer=char_tokenizer, device="cpu")
     strategy.mbatch = (torch.zeros(1, 10),)
     with pytest.raises(ValueError, match="collate_fn"):
         strategy._unpack_minibatch()

@@ -20,8 +20,8 @@ def test_matrix_shape_and_values_equal_jiwer(
     model, tokenizer = pretrained_ci_model
     matrix = WERMatrix()
     strategy = CTCTemplate(
-        model,
-        tokenizer,
+        model=model,
+        tokenizer=tokenizer,
         train_mb_size=8,
         eval_mb_size=16,
         max_steps_per_exp=3,
@@ -73,8 +73,8 @@ def test_periodic_and_other_stream_evaluations_are_not_recorded(
 
     matrix, counter = WERMatrix(), CountTestEvals()
     strategy = CTCTemplate(
-        ci_model,
-        char_tokenizer,
+        model=ci_model,
+        tokenizer=char_tokenizer,
         train_mb_size=16,
         train_epochs=2,
         eval_mb_size=32,
@@ -96,8 +96,8 @@ def test_periodic_and_other_stream_evaluations_are_not_recorded(
     # eval_every=0: Avalanche evaluates before training and after the experience: rows 0 and 1
     matrix = WERMatrix()
     strategy = CTCTemplate(
-        ci_model,
-        char_tokenizer,
+        model=ci_model,
+        tokenizer=char_tokenizer,
         train_mb_size=16,
         eval_mb_size=32,
         max_steps_per_exp=1,
