@@ -400,6 +400,17 @@ def _comparisons_table(comps: Sequence[Comparison]) -> str:
     )
 
 
+def _finished_of_planned(frame: pd.DataFrame, settings: DocSettings) -> str:
+    """``63 of 69 planned (small 63 of 63, medium 0 of 6)``, or the count when nothing is planned."""
+    if not settings.planned_runs:
+        return str(len(frame))
+    done = frame["model"].value_counts()
+    per_model = ", ".join(
+        f"{m} {int(done.get(m, 0))} of {n}" for m, n in settings.planned_runs.items()
+    )
+    return f"{len(frame)} of {sum(settings.planned_runs.values())} planned ({per_model})"
+
+
 def _hours(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "unknown"
@@ -500,7 +511,7 @@ def render(
         f"optimiser steps per experience: {', '.join(str(s) for s in steps) or '-'}; "
         "learning rates are the shipped configs' starting points (column *lr*), tuned for no method"
         + ("; the learning-rate check below swaps some of them." if checks else "."),
-        f"- Finished runs: {len(frame)}; compute time (sum of run durations, base pretraining "
+        f"- Finished runs: {_finished_of_planned(frame, settings)}; compute time (sum of run durations, base pretraining "
         f"excluded): {_hours(float(frame['duration_s'].sum()))}; study wall time: "
         f"{_wall_time(meta)}.",
         f"- Code: git commit {', '.join(commits) or 'unknown'}.",

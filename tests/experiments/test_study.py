@@ -421,6 +421,7 @@ def test_lr_check_sentence_when_the_ordering_holds_at_equal_rates() -> None:
 
 def test_results_page_has_the_lr_check_and_rebuilds_from_its_csvs(tmp_path) -> None:
     table, small = _lr_table(), _settings(models=("small",))
+    small.planned_runs = {"small": len(table) + 2, "medium": 6}  # some runs not finished
     out = {"doc": tmp_path / "results.md", "images": tmp_path / "img", "tables": tmp_path / "t"}
     meta = {"status": "FINISHED", "wall_seconds": 7200.0, "invocations": 2, "command": "c"}
     files = results_doc.write_results(table, small, meta=meta, **out)
@@ -439,6 +440,8 @@ def test_results_page_has_the_lr_check_and_rebuilds_from_its_csvs(tmp_path) -> N
         "new-domain WER at lr 0.005: LoRA better." in lr_part
     )
     assert "study wall time: 2.00 h (2 invocations, finished)" in page
+    n = len(table)
+    assert f"Finished runs: {n} of {n + 8} planned (small {n} of {n + 2}, medium 0 of 6)" in page
     assert "lr_check.csv" in page
     lr_csv = pd.read_csv(out["tables"] / "lr_check.csv")
     assert out["tables"] / "lr_check.csv" in files and len(lr_csv) == 3 * 2  # 3 pairs x 2 metrics
