@@ -612,7 +612,26 @@ def claim4(frame: pd.DataFrame, settings: DocSettings) -> ClaimVerdict:
     )
     if len(models) < 2:
         lead += f" Only {len(models)} model size(s) in the results."
+    else:
+        lead += _base_gap(frame, models[0], models[-1])
     return _claim_verdict(4, outcome, lead, comps)
+
+
+def _base_gap(frame: pd.DataFrame, small: str, large: str) -> str:
+    """A caveat when the two base models start from different WERs on the first domain: the
+    comparison then mixes model size with base quality."""
+    columns = [c for c in frame.columns if c.startswith("base_wer/")]
+    if not columns:
+        return ""
+    first = columns[0]
+    w_small, w_large = (frame[frame["model"] == m][first].mean() for m in (small, large))
+    if not (math.isfinite(w_small) and math.isfinite(w_large)) or abs(w_large - w_small) < 1.0:
+        return ""
+    return (
+        f" Caveat: the base models differ before any adaptation ({first.split('/', 1)[1]} WER "
+        f"{small} {w_small:.1f} %, {large} {w_large:.1f} %), so this comparison mixes model "
+        "size with base-model quality."
+    )
 
 
 def evaluate_claims(frame: pd.DataFrame, settings: DocSettings) -> list[ClaimVerdict]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiments.tracking import (
@@ -113,6 +114,15 @@ def _clip_param(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
 
 
+def _resumable(client: MlflowClient, run_id: str) -> bool:
+    """Whether ``run_id`` exists in the store and is not deleted (a run folder may outlive its
+    MLflow run when someone deletes it in the UI)."""
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
 class RunRecorder:
     """Writes a run to its folder and, while the store answers, to one MLflow run.
 
@@ -166,9 +176,19 @@ class RunRecorder:
             all_tags["mlflow.parentRunId"] = parent_run_id
         if self.dir is not None:
             all_tags["cl_ssvdo.run_dir"] = str(self.dir.path.resolve())
+        if run_id is not None and not _resumable(self.client, run_id):
+            warnings.warn(
+                f"MLflow run {run_id} ({run_name or experiment}) is deleted or missing in "
+                f"{tracking_uri}: starting a new run",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            run_id = None
         if run_id is not None:
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
+            if parent_run_id:  # the parent may be new (its old run deleted): follow it
+                self.client.set_tag(run_id, "mlflow.parentRunId", parent_run_id)
         else:
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
             self.run_id = run.info.run_id

@@ -347,6 +347,15 @@ def test_claim1_needs_every_named_baseline() -> None:
     assert verdict.verdict == "inconclusive" and "Not compared (no runs): DoRA" in verdict.sentence
 
 
+@pytest.mark.parametrize(("medium_base", "caveat"), [(45.0, True), (30.5, False)])
+def test_claim4_warns_when_the_base_models_start_apart(medium_base: float, caveat: bool) -> None:
+    table = _table().assign(**{"base_wer/adult": 30.0})
+    table.loc[table["model"] == "medium", "base_wer/adult"] = medium_base
+    text = claims.claim4(table, _settings()).sentence
+    assert ("Caveat: the base models differ" in text) == caveat
+    assert ("adult WER small 30.0 %, medium 45.0 %" in text) == caveat
+
+
 def test_claims_inconclusive_with_one_seed_or_one_model() -> None:
     one_seed = claims.evaluate_claims(_table(seeds=(0,)), _settings())
     assert [v.verdict for v in one_seed] == ["inconclusive"] * 4

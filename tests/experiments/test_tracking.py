@@ -105,6 +105,26 @@ def test_offline_recording_then_sync(tmp_path: Path, store_uri: str) -> None:
     assert sync_run_dir(folder.path, store_uri, "exp") == run_id  # already synced: no duplicate
 
 
+def test_resuming_a_run_deleted_in_the_store_starts_a_new_one(
+    tmp_path: Path, store_uri: str
+) -> None:
+    first = RunRecorder(tmp_path / "run", store_uri, "exp", "r4")
+    first.finish("KILLED")
+    MlflowClient(store_uri).delete_run(first.run_id)
+    with pytest.warns(RuntimeWarning, match=f"{first.run_id} .* deleted or missing"):
+        again = RunRecorder(tmp_path / "run", store_uri, "exp", "r4", run_id=first.run_id)
+    assert again.run_id != first.run_id
+    assert MlflowClient(store_uri).get_run(again.run_id).info.status == "RUNNING"
+    assert RunDir(again.dir.path).state()["mlflow"]["run_id"] == again.run_id
+    child = RunRecorder(tmp_path / "child", store_uri, "exp", "c", parent_run_id=first.run_id)
+    child.finish("FINISHED")
+    resumed = RunRecorder(
+        tmp_path / "child", store_uri, "exp", "c", parent_run_id=again.run_id, run_id=child.run_id
+    )
+    tags = MlflowClient(store_uri).get_run(resumed.run_id).data.tags
+    assert resumed.run_id == child.run_id and tags["mlflow.parentRunId"] == again.run_id
+
+
 def test_store_failing_mid_run_keeps_everything_local(tmp_path: Path, store_uri: str) -> None:
     recorder = RunRecorder(tmp_path / "run", store_uri, "exp", "r2")
     recorder.dir.path.joinpath("config.yaml").write_text("name: r2\n")
