@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "apply_overrides",
     "config_hash",
+    "dotted",
     "flatten",
     "load_config",
     "load_schema",
@@ -327,18 +328,25 @@ def load_config(
     return cfg
 
 
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: MLflow params (lists and nulls as JSON)."""
-    out: dict[str, str] = {}
-    for key, value in cfg.items():
+def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"max_steps": 5}}`` -> ``{"train.max_steps": 5}`` (values kept as they are;
+    an empty mapping is a leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, str):
-            out[name] = value
+            out.update(dotted(value, f"{name}."))
         else:
-            out[name] = json.dumps(value, sort_keys=True)
+            out[name] = copy.deepcopy(value)
     return out
+
+
+def flatten(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: MLflow params (lists and nulls as JSON)."""
+    return {
+        name: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        for name, value in dotted(cfg).items()
+    }
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:

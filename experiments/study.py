@@ -58,6 +58,7 @@ from experiments.config import (
     apply_overrides,
     config_hash,
     deep_merge,
+    dotted,
     fill_defaults,
     flatten,
     load_config,
@@ -330,18 +331,6 @@ def load_study(
     return study, path
 
 
-def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"max_steps": 5}}`` -> ``{"train.max_steps": 5}`` (values kept as they are)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_dotted(value, f"{name}."))
-        else:
-            out[name] = copy.deepcopy(value)
-    return out
-
-
 def _split(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(sections every sweep child shares with its sweep config, the per-child rest)."""
     shared = {k: v for k, v in overrides.items() if k in SHARED_SECTIONS}
@@ -441,7 +430,7 @@ def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
         m_shared, m_child = _split(spec["overrides"])
         common = deep_merge(top, m_shared)
         common["model"] = deep_merge(common["model"], spec["model"])
-        child_overrides = _dotted(deep_merge(child, m_child))
+        child_overrides = dotted(deep_merge(child, m_child))
         wanted = spec.get("methods")
 
         def want(name: str, wanted=wanted) -> bool:
