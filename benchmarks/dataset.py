@@ -88,6 +88,10 @@ class ManifestDataset(Dataset):
             raise ManifestError(
                 self.manifest, f"cannot read audio {path}: {err}", row.ID, "wav"
             ) from err
+        if wav.numel() == 0:  # would reach the model as a 0/0 relative length
+            raise ManifestError(
+                self.manifest, f"no audio frames (a header only): {path}", row.ID, "wav"
+            )
         return wav, normalize_transcript(row.wrd), row.ID
 
     @property

@@ -8,6 +8,7 @@ replaced by the root.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,14 +98,25 @@ def resolve_wav(wav: str, root: str | os.PathLike) -> Path:
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     """Read a manifest; raises :class:`ManifestError` naming the file, row and field on bad input.
 
-    ``spk_id`` and ``domain`` may be missing (they default to ``""``); ``ID``, ``duration``,
+    UTF-8 only (a byte-order mark is fine); another encoding is a :class:`ManifestError` naming
+    the line. ``spk_id`` and ``domain`` may be missing (they default to ``""``); ``ID``, ``duration``,
     ``wav`` and ``wrd`` are required. Row checks here are syntactic only (see
     :mod:`benchmarks.validate` for audio and transcript checks).
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(path, "manifest file not found")
-    with path.open(newline="", encoding="utf-8") as fh:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark is accepted and dropped
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            path,
+            f"not UTF-8: byte 0x{data[exc.start]:02x} on line {line} (e.g. a Latin-1 file); "
+            "re-save it as UTF-8",
+        ) from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in _REQUIRED if c not in header]

@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.manifest import ManifestError, read_manifest
 
-__all__ = ["StreamError", "StreamInfo", "make_benchmark", "write_stream_json"]
+__all__ = ["StreamError", "StreamInfo", "make_benchmark", "mark_base_domains", "write_stream_json"]
 
 STREAM_FILE = "stream.json"
 DEFAULT_SPLITS = ("train", "valid", "test")
@@ -249,4 +249,27 @@ def make_benchmark(
             exp.split = split
     bench.domains = order
     bench.stream_info = info
+    return bench
+
+
+def mark_base_domains(bench, base_domains: Sequence[str] | None):
+    """Mark the leading ``base_domains`` of ``bench`` as evaluate-only (a pretrained base's own
+    domain, e.g. adult speech for Whisper): their test experiences stay (forgetting is measured
+    on them), their training experiences get ``evaluate_only = True`` and are never trained on.
+
+    They must be the first domains of the benchmark, so the WER matrix keeps its layout (row
+    ``i`` after experience ``i``; an evaluate-only experience's row equals the row before it).
+    Sets ``bench.base_domains``; returns ``bench``.
+    """
+    base = list(base_domains or [])
+    order = list(bench.domains)
+    if base != order[: len(base)]:
+        raise StreamError(
+            f"base_domains {base} must be the first domains of the stream, in order ({order})"
+        )
+    if len(base) == len(order):
+        raise StreamError(f"base_domains {base}: no domain is left to train on ({order})")
+    for exp in getattr(bench, "train_stream", []):
+        exp.evaluate_only = exp.domain in base
+    bench.base_domains = base
     return bench

@@ -2,8 +2,9 @@
 
 One rule set for all sources, so a model trained on one corpus is scored the same way on another:
 lower-case ``a-z``, the apostrophe, and single spaces. Accented letters lose their accent
-(``é`` -> ``e``), digits are spelled out one by one (``42`` -> ``four two``), hyphens and other
-separators become spaces, every other character is removed, and apostrophes survive only inside
+(``é`` -> ``e``), digits are spelled out one by one (``42`` -> ``four two``), hyphens, other
+separators and every other character (symbols, emoji) become spaces, so words are never glued
+together (``three@three#six`` -> ``three three six``), and apostrophes survive only inside
 words (``don't`` stays, ``'quoted'`` -> ``quoted``).
 
 Depends on the standard library only.
@@ -52,6 +53,8 @@ def normalize_transcript(text: str) -> str:
     'turn off the kitchen light please room four two'
     >>> normalize_transcript("  'Café' isn\u2019t   open ")
     "cafe isn't open"
+    >>> normalize_transcript("three@three#six \U0001f600 3 3 6")
+    'three three six three three six'
     """
     if not isinstance(text, str):
         raise TypeError(f"normalize_transcript expects a str, got {type(text).__name__}")
@@ -61,6 +64,6 @@ def normalize_transcript(text: str) -> str:
     text = _DIGIT.sub(lambda m: f" {DIGIT_WORDS[int(m.group())]} ", text)
     text = _SEPARATORS.sub(" ", text)
     text = _SPACES.sub(" ", text)
-    text = _DISALLOWED.sub("", text)
+    text = _DISALLOWED.sub(" ", text)  # "three@three#six" -> "three three six", never glued
     text = _EDGE_APOSTROPHES.sub("", text)
     return _SPACES.sub(" ", text).strip()

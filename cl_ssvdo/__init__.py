@@ -2,12 +2,12 @@
 
 Imports torch (and, on demand, peft and speechbrain) only. ``SSVDOConfig`` (the peft config) is
 loaded lazily because importing peft takes seconds; touching it registers SSVD-O with peft, and
-so does ``import cl_ssvdo`` when peft is already imported. The submodules ``budget``, ``metrics``
+so does ``import cl_ssvdo`` (at once when peft is imported, else right after peft gets
+imported), so saved adapters load in either import order. The submodules ``budget``, ``metrics``
 and ``baselines`` are imported eagerly (torch and the standard library only; ``baselines``
 imports peft inside the functions that need it).
 """
 
-import sys
 from typing import Any
 
 from . import baselines, budget, metrics
@@ -62,5 +62,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cl_ssvdo' has no attribute {name!r}")
 
 
-if "peft" in sys.modules:  # cheap now: make saved SSVD-O adapters loadable without further imports
-    from .ssvdo import peft_registration as _peft_registration  # noqa: F401
+# Saved SSVD-O adapters load in either import order: registered now if peft is imported,
+# else right after `import peft` (an import hook; see cl_ssvdo.ssvdo.peft_hook).
+from .ssvdo import peft_hook as _peft_hook  # noqa: E402
+
+_peft_hook.install()

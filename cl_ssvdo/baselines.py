@@ -5,7 +5,10 @@ Methods: ``"ssvdo"`` and ``"ssvd"`` (this package's :class:`cl_ssvdo.SSVDOLinear
 straight to the plain module -- no transformers model needed -- with ``use_dora=True`` or
 ``init_lora_weights="pissa"``), and ``"full"`` (the targets' own weights and biases train).
 
-Targets are glob patterns over module names (``fnmatch``, case-sensitive), e.g. ``"*ffn.0"``.
+Targets are glob patterns over module names (``fnmatch``, case-sensitive), e.g. ``"*ffn.0"``;
+an entry without ``*?[`` also matches as peft's ``target_modules`` list entries do (the exact
+name or a ``.<entry>`` suffix, e.g. ``"ffn.0"``), so one list works in both places
+(:func:`target_matches`; :class:`cl_ssvdo.SSVDOConfig` accepts globs the same way).
 Each pattern must match at least one ``nn.Linear``; linear layers inside
 ``nn.MultiheadAttention`` are never selected (its fused kernel reads ``out_proj`` directly).
 Every method adapts exactly the same resolved layers.
@@ -20,7 +23,8 @@ Settings per method:
 - ``ssvdo``: ``inner_ratio`` (required) and ``outer_rank=0`` for every layer, or instead
   ``allocation``, one ``(inner_ratio, outer_rank)`` per matched layer in model order (what
   :func:`cl_ssvdo.budget.allocate` returns); ``tau=1e-3``, ``rotation="cayley"``,
-  ``subspace="top"``. ``ssvd``: ``inner_ratio``, ``tau``, ``rotation``, ``subspace``.
+  ``subspace="top"``, ``parameterisation="v2"``. ``ssvd``: ``inner_ratio``, ``tau``,
+  ``rotation``, ``subspace``, ``parameterisation``.
 - ``lora`` / ``dora`` / ``pissa``: ``rank`` (required): one int for every layer, or one int per
   matched layer in model order (what :func:`cl_ssvdo.budget.match_ranks` returns; passed to
   peft as exact-name ``rank_pattern`` / ``alpha_pattern`` entries); ``alpha`` (default: each
@@ -52,7 +56,15 @@ from typing import Any, Literal
 
 from torch import nn
 
-__all__ = ["Method", "METHODS", "AdapterLayer", "AdapterHandle", "resolve_targets", "apply_adapter"]
+__all__ = [
+    "Method",
+    "METHODS",
+    "AdapterLayer",
+    "AdapterHandle",
+    "resolve_targets",
+    "target_matches",
+    "apply_adapter",
+]
 
 Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "full"]
 METHODS: tuple[str, ...] = ("ssvdo", "ssvd", "lora", "dora", "pissa", "full")
@@ -65,8 +77,15 @@ _ALLOWED: dict[str, dict[str, Any]] = {
         "tau": 1e-3,
         "rotation": "cayley",
         "subspace": "top",
+        "parameterisation": "v2",
     },
-    "ssvd": {"inner_ratio": None, "tau": 1e-3, "rotation": "cayley", "subspace": "top"},
+    "ssvd": {
+        "inner_ratio": None,
+        "tau": 1e-3,
+        "rotation": "cayley",
+        "subspace": "top",
+        "parameterisation": "v2",
+    },
     "lora": {"rank": None, "alpha": None, "dropout": 0.0},
     "dora": {"rank": None, "alpha": None, "dropout": 0.0},
     "pissa": {"rank": None, "alpha": None, "dropout": 0.0, "pissa_init": "pissa"},
@@ -87,6 +106,18 @@ def _inside_mha(name: str, mha_names: list[str]) -> bool:
     return any(name.startswith(prefix + ".") for prefix in mha_names)
 
 
+def target_matches(name: str, pattern: str) -> bool:
+    """Whether module ``name`` matches target ``pattern``: a glob (``fnmatch``), or for a pattern
+    without ``*?[``, peft's list rule (equal, or ending in ``.<pattern>``).
+
+    >>> [target_matches("blocks.0.ffn.0", p) for p in ("*ffn.0", "ffn.0", "0", "fn.0")]
+    [True, True, True, False]
+    """
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    return not any(c in pattern for c in "*?[") and name.endswith("." + pattern)
+
+
 def resolve_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
     """Names of the ``nn.Linear`` modules matched by the glob ``targets``, in model order.
 
@@ -101,7 +132,7 @@ def resolve_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
     mha = [name for name, mod in modules if isinstance(mod, nn.MultiheadAttention)]
     chosen: set[str] = set()
     for pattern in targets:
-        hits = [(name, mod) for name, mod in modules if fnmatch.fnmatchcase(name, pattern)]
+        hits = [(name, mod) for name, mod in modules if target_matches(name, pattern)]
         usable = [(name, mod) for name, mod in hits if not _inside_mha(name, mha)]
         if not usable:
             where = " outside torch.nn.MultiheadAttention" if hits else ""
@@ -295,7 +326,13 @@ def _apply_ssvdo(model: nn.Module, names: list[str], s: dict[str, Any]) -> None:
             for n, (p, ol) in zip(names, alloc, strict=True)
         }
     inject_ssvdo(
-        model, plan, tau=s["tau"], rotation=s["rotation"], subspace=s["subspace"], freeze_base=True
+        model,
+        plan,
+        tau=s["tau"],
+        rotation=s["rotation"],
+        subspace=s["subspace"],
+        parameterisation=s["parameterisation"],
+        freeze_base=True,
     )
 
 

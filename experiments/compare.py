@@ -9,6 +9,7 @@ table from plain rows; sweeps use it with their children's local results.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +85,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def frame_to_text(frame: pd.DataFrame, markdown: bool = False) -> str:
-    """A fixed-width (or Markdown) rendering without extra dependencies."""
+# Printed first when a table must fit a terminal width (the rest stays in compare.csv).
+PRIORITY = ("run", "awer", "bwt", "trainable_params", "forgetting_mean", "learning_mean")
+MAX_RUN_NAME = 30
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def frame_to_text(frame: pd.DataFrame, markdown: bool = False, max_width: int | None = None) -> str:
+    """A fixed-width (or Markdown) rendering without extra dependencies.
+
+    With ``max_width`` (text only) the table fits that many characters: run names are cut to
+    30 characters (``~`` marks a cut), the columns of :data:`PRIORITY` come first and the
+    columns that do not fit are named in a last line (they are in the CSV).
+    """
     if frame.empty:
         return "(no runs)"
     cols = list(frame.columns)
@@ -94,9 +109,32 @@ def frame_to_text(frame: pd.DataFrame, markdown: bool = False) -> str:
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in cells]
         return "\n".join(lines)
+    omitted: list[str] = []
+    if max_width:
+        order = [c for c in PRIORITY if c in cols] + [c for c in cols if c not in PRIORITY]
+        if "run" in cols:
+            i = cols.index("run")
+            for row in cells:
+                row[i] = _shorten(row[i], MAX_RUN_NAME)
+        kept, used = [], -2
+        for c in order:
+            i = cols.index(c)
+            width = max(len(c), *(len(r[i]) for r in cells))
+            if used + 2 + width <= max_width:
+                kept.append(i)
+                used += 2 + width
+            else:
+                omitted.append(c)
+        cols, cells = [cols[i] for i in kept], [[r[i] for i in kept] for r in cells]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    align = [str.ljust if c == "run" else str.rjust for c in cols]
+    lines = ["  ".join(a(c, w) for a, c, w in zip(align, cols, widths, strict=True))]
+    lines += [
+        "  ".join(a(v, w) for a, v, w in zip(align, row, widths, strict=True)) for row in cells
+    ]
+    if omitted:
+        note = f"({len(omitted)} more columns in the CSV: {', '.join(omitted)})"
+        lines.append(textwrap.fill(note, max_width))
     return "\n".join(lines)
 
 
@@ -196,10 +234,11 @@ def compare_runs(
     run_ids: Sequence[str] | None = None,
     out_dir: str | Path | None = None,
     finished_only: bool = True,
+    max_width: int | None = 100,
 ) -> CompareResult:
     """Table (+ plots when ``out_dir``) of the runs in the store: the given ``run_ids``, or the
     children of ``parent_run_id``, or every continual run in ``experiments`` (sweep parents
-    excluded)."""
+    excluded). ``table_text`` fits ``max_width`` characters (None: every column)."""
     check_tracking(tracking_uri)
     client = get_client(tracking_uri)
     if run_ids:
@@ -217,4 +256,5 @@ def compare_runs(
         if out_dir
         else []
     )
-    return CompareResult(frame=frame, table_text=frame_to_text(frame), files=files)
+    text = frame_to_text(frame, max_width=max_width)
+    return CompareResult(frame=frame, table_text=text, files=files)

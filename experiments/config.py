@@ -1,7 +1,9 @@
 """Experiment configs: YAML (``yaml.safe_load`` only) validated against a JSON Schema kept as data.
 
 A config is plain data. Composition is by ``extends: other.yaml`` (resolved relative to the
-file, deep-merged: mappings merge, everything else replaces) and by ``--set key=value``
+file, deep-merged: mappings merge, everything else replaces; a mapping tagged ``!replace``
+replaces the parent's block instead of merging into it, e.g. ``schedule: !replace {decaying:
+...}`` to switch schedule type) and by ``--set key=value``
 overrides (dotted keys, list indices as numbers, values parsed as YAML scalars/flow
 collections). Validation errors name the field path, the file and the allowed values.
 
@@ -98,9 +100,37 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     )
 
 
+class Replace(dict):
+    """A mapping tagged ``!replace`` in a config: replaces the parent's block under ``extends``."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` plus the ``!replace`` tag on mappings (nothing else is constructed)."""
+
+
+def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!replace applies to a mapping", node.start_mark
+        )
+    return Replace(loader.construct_mapping(node, deep=True))
+
+
+_ConfigLoader.add_constructor("!replace", _construct_replace)
+
+
+def _plain(value: Any) -> Any:
+    """Drops the ``Replace`` marker type (after merging, a config is plain dicts)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_ConfigLoader)  # noqa: S506 (safe loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
     if data is None:
@@ -113,10 +143,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``: mappings merge recursively, other values (lists too) replace."""
+    """``top`` over ``base``: mappings merge recursively, other values (lists too) and
+    ``!replace`` mappings (:class:`Replace`) replace.
+
+    >>> deep_merge({"s": {"constant": 1}}, {"s": Replace({"decaying": 2})})
+    {'s': {'decaying': 2}}
+    """
     out = copy.deepcopy(dict(base))
     for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Replace):
+            out[key] = _plain(value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -131,7 +168,7 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
     data = _read_yaml(path)
     parents = data.pop("extends", None)
     if parents is None:
-        return data
+        return _plain(data)
     if isinstance(parents, str):
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
@@ -142,7 +179,7 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
         if not parent_path.is_file():
             raise ConfigError(f"no such file '{parent_path}'", "extends", source=str(path))
         merged = deep_merge(merged, _load_with_extends(parent_path, (*seen, path)))
-    return deep_merge(merged, data)
+    return _plain(deep_merge(merged, data))
 
 
 def _parse_key(key: str) -> list[str | int]:

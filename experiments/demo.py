@@ -14,7 +14,23 @@ from typing import Any
 from experiments.results import format_matrix
 from experiments.sweep import run_sweep
 
-__all__ = ["run_demo"]
+__all__ = ["base_lines", "run_demo"]
+
+
+def base_lines(results: Sequence[Any]) -> list[str]:
+    """One line per base model the runs (``RunResult``) used: folder and fingerprints."""
+    from cl_ssvdo.asr.fingerprint import short
+    from experiments.recorder import RunDir
+
+    bases = {}
+    for result in results:
+        state = RunDir(result.run_dir).state()
+        sha = state.get("base_weights_sha")
+        bases[(state.get("base_model", "?"), sha)] = state.get("base_stream_sha")
+    return [
+        f"base model {folder}: weights sha256 {short(sha)}, stream sha256 {short(stream)}"
+        for (folder, sha), stream in sorted(bases.items(), key=str)
+    ]
 
 
 def run_demo(
@@ -43,6 +59,7 @@ def run_demo(
         lines.append(f"  trainable parameters per experience: {trainable:,}\n")
     lines.append("Comparison (final metrics; WER points; BWT < 0 means forgetting):")
     lines.append(result.table_text)
+    lines += ["", *base_lines(result.children)]
     lines.append(
         f"\nparent run {result.parent_run_id}; files in {result.folder}; "
         f"{(time.perf_counter() - started) / 60:.1f} min. Review: cl-ssvdo ui"

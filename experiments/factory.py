@@ -6,8 +6,9 @@ module only maps validated config data onto their constructors.
 =========  ==========================================================================
 method     plugin
 =========  ==========================================================================
-ssvdo      ``SSVDOPlugin(schedule, targets, tau, rotation, subspace, outer)``
-ssvd       ``SSVDPlugin(inner_ratio= | schedule= | match=, targets, tau, rotation, subspace)``
+ssvdo      ``SSVDOPlugin(schedule, targets, tau, rotation, subspace, outer, parameterisation)``
+ssvd       ``SSVDPlugin(inner_ratio= | schedule= | match=, targets, tau, rotation, subspace,
+           parameterisation)``
 lora/dora  ``BaselinePlugin(method, targets, rank= | match=, alpha, dropout, max_shortfall)``
 pissa      idem
 full       ``FullFTPlugin(targets, bias)``
@@ -38,8 +39,17 @@ __all__ = [
 ]
 
 _ADAPTER_KEYS = {
-    "ssvdo": ("targets", "schedule", "tau", "rotation", "subspace", "outer"),
-    "ssvd": ("targets", "schedule", "match", "inner_ratio", "tau", "rotation", "subspace"),
+    "ssvdo": ("targets", "schedule", "tau", "rotation", "subspace", "outer", "parameterisation"),
+    "ssvd": (
+        "targets",
+        "schedule",
+        "match",
+        "inner_ratio",
+        "tau",
+        "rotation",
+        "subspace",
+        "parameterisation",
+    ),
     "lora": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
     "dora": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
     "pissa": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
@@ -195,6 +205,7 @@ def build_strategy(
         device=device or resolve_device(train["device"]),
         grad_clip=float(train["grad_clip"]),
         amp=bool(train["amp"]),
+        amp_dtype=str(train.get("amp_dtype", "float16")),
         plugins=[*plugins, *extra_plugins],
         evaluator=evaluator,
         max_steps_per_exp=train.get("max_steps"),

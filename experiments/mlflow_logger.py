@@ -36,7 +36,15 @@ from experiments.config import flatten
 from experiments.recorder import RunRecorder
 from experiments.tracking import default_tracking_uri
 
-__all__ = ["MLflowLogger", "git_commit", "package_versions", "run_params", "trainable_parameters"]
+__all__ = [
+    "MLflowLogger",
+    "adapter_params",
+    "git_commit",
+    "package_versions",
+    "run_description",
+    "run_params",
+    "trainable_parameters",
+]
 
 PACKAGES = (
     "torch",
@@ -91,6 +99,50 @@ def run_params(config: Mapping[str, Any], seed: int | None = None) -> dict[str, 
     if seed is not None:
         params["seed"] = str(seed)
     return params
+
+
+def run_description(config: Mapping[str, Any], seed: int | None = None) -> str:
+    """The run's MLflow description (``mlflow.note.content``): the config's ``description``
+    and one line saying what this run is, so runs of configs that inherit a description
+    (``extends:``) still read as themselves."""
+    strategy = config.get("strategy", {})
+    adapter = (strategy.get("adapter") or {}).get("method", "none")
+    plugins = ",".join(p["name"] for p in strategy.get("plugins", [])) or "none"
+    line = (
+        f"Run of config `{config.get('name')}`: strategy {strategy.get('name')} "
+        f"({strategy.get('mode', 'sequential')}), adapter {adapter}, plugins {plugins}"
+        + (f", seed {seed}" if seed is not None else "")
+        + "."
+    )
+    text = str(config.get("description") or "").strip()
+    return f"{text}\n\n{line}" if text else line
+
+
+def adapter_params(plugins: Any, model: Any) -> dict[str, str]:
+    """Top-level params ``adapter.method``, ``adapter.budget`` (trainable parameters the first
+    experience gets, or the SSVD-O count a baseline is matched to) and ``adapter.inner_share``
+    (the part of an SSVD-O budget in the inner rotation); ``"none"`` / ``"n/a"`` otherwise."""
+    from cl_ssvdo.budget import ssvdo_params
+
+    adapter = next((p for p in plugins if getattr(p, "adapter_method", None)), None)
+    out = {"adapter.method": "none", "adapter.budget": "n/a", "adapter.inner_share": "n/a"}
+    if adapter is None:
+        return out
+    out["adapter.method"] = str(adapter.adapter_method)
+    schedule, outer = getattr(adapter, "schedule", None), getattr(adapter, "outer", True)
+    if schedule is None and getattr(adapter, "match", None) is not None:
+        schedule, outer = adapter.match
+    if schedule is None:
+        return out
+    try:
+        settings = schedule.resolve(0, adapter.target_layers(model), outer=outer)
+    except Exception:  # the run's own validation reports schedule errors
+        return out
+    total = sum(s.trainable for s in settings)
+    inner = sum(ssvdo_params(s.out_features, s.in_features, s.inner_ratio, 0) for s in settings)
+    out["adapter.budget"] = str(total)
+    out["adapter.inner_share"] = f"{inner / total:.4f}" if total else "n/a"
+    return out
 
 
 def trainable_parameters(strategy: Any) -> int:

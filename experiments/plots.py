@@ -5,6 +5,8 @@
 - :func:`learning_forgetting_scatter`: one point per run, marker area proportional to the
   trainable parameters.
 - :func:`wer_vs_params`: a metric against trainable parameters, one line per method.
+- :func:`layer_diagnostics`: what an adapter moved, per layer over experiences (rotation angles,
+  relative weight change; rows of the run's budget table).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["learning_forgetting_scatter", "matrix_heatmap", "save", "wer_vs_params"]
+__all__ = [
+    "layer_diagnostics",
+    "learning_forgetting_scatter",
+    "matrix_heatmap",
+    "save",
+    "wer_vs_params",
+]
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -194,4 +202,61 @@ def wer_vs_params(
     ax.grid(alpha=0.3, which="both")
     if by_group:
         _legend_outside(ax)
+    return fig
+
+
+# Figures of :mod:`cl_ssvdo.ssvdo.diagnostics` drawn by :func:`layer_diagnostics`; angles are
+# recorded in radians and drawn in degrees.
+_DIAGNOSTIC_PANELS = (
+    ("inner_angle", "inner rotation angle (deg)", True),
+    ("outer_angle_max", "largest outer principal angle (deg)", True),
+    ("weight_change", "||dW||_F / ||W0||_F of the experience", False),
+)
+
+
+def layer_diagnostics(rows: Sequence[Mapping[str, object]], title: str = "What moved") -> Figure:
+    """One panel per figure present in ``rows`` (inner angle, largest outer angle, relative
+    weight change), x = experience, one line per layer. ``rows``: the run's budget table
+    (``experience``, ``layer`` and the figures; rows without a figure are skipped).
+
+    Example:
+        >>> rows = [{"experience": e, "layer": "ffn.0", "inner_angle": 0.1 * e,
+        ...          "weight_change": 0.01 * e} for e in (1, 2, 3)]
+        >>> [ax.get_ylabel() for ax in layer_diagnostics(rows).axes]
+        ['inner rotation angle (deg)', '||dW||_F / ||W0||_F of the experience']
+    """
+    panels = [p for p in _DIAGNOSTIC_PANELS if any(p[0] in row for row in rows)]
+    if not panels:
+        raise ValueError(
+            f"layer_diagnostics: no row has any of {[p[0] for p in _DIAGNOSTIC_PANELS]}"
+        )
+    layers = list(dict.fromkeys(str(row["layer"]) for row in rows))
+    colours = {name: plt.cm.viridis(i / max(len(layers) - 1, 1)) for i, name in enumerate(layers)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 2.5, 3.6), squeeze=False)
+    for ax, (key, label, degrees) in zip(axes[0], panels, strict=True):
+        for name in layers:
+            xy = sorted(
+                (int(row["experience"]), float(row[key]))
+                for row in rows
+                if str(row["layer"]) == name and row.get(key) is not None
+            )
+            if not xy:
+                continue
+            scale = 180.0 / math.pi if degrees else 1.0
+            ax.plot(
+                [x for x, _ in xy],
+                [y * scale for _, y in xy],
+                marker="o",
+                markersize=3,
+                color=colours[name],
+                label=name,
+            )
+        ax.set_xlabel("experience")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

@@ -185,7 +185,9 @@ def prepare_base_model(
 ):
     """``(model, tokenizer, folder)``: the base model, pretrained first when its folder is
     missing (or ``force``). Returns a freshly loaded model (pretrained weights, train mode off)."""
-    from cl_ssvdo.asr import CharTokenizer, build_asr, export_pretrained, pretrain
+    from cl_ssvdo.asr import CharTokenizer, export_pretrained, pretrain
+    from cl_ssvdo.asr.fingerprint import stream_sha256
+    from cl_ssvdo.asr.pretrain import build_seeded_asr
     from experiments.factory import resolve_device
 
     folder = base_folder(config, info)
@@ -204,10 +206,13 @@ def prepare_base_model(
         limit = config["stream"].get("max_utterances")
         tokenizer = CharTokenizer()
         try:
-            model = build_asr(config["model"]["preset"], tokenizer.vocab_size)
+            # Seeded before building: torch seeds its generator at random in every process, so
+            # an unseeded initialisation made every pretraining a different base (issue 19).
+            model = build_seeded_asr(
+                config["model"]["preset"], tokenizer.vocab_size, settings["seed"]
+            )
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), "model.preset") from exc
-        torch.manual_seed(settings["seed"])
         pretrain(
             model,
             tokenizer,
@@ -227,7 +232,7 @@ def prepare_base_model(
             export=False,
             progress=progress,
         )
-        export_pretrained(model, tokenizer, folder)
+        export_pretrained(model, tokenizer, folder, stream_sha=stream_sha256(info.root))
     model, tokenizer = load_base_model(folder, device)
     return model, tokenizer, folder
 

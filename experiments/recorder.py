@@ -18,11 +18,14 @@ Run folder layout (all plain files)::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
+import os
+import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from experiments.tracking import (
     resolve_artifact_location,
 )
 
-__all__ = ["RunDir", "RunRecorder", "sync_run_dir"]
+__all__ = ["RunDir", "RunFolderBusyError", "RunRecorder", "sync_run_dir"]
 
 MAX_PARAM_CHARS = 6000
 
@@ -92,13 +95,70 @@ class RunDir:
         return state
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The metric history; a torn last line (the mark of a kill while logging) is skipped
+        with a warning, a bad line elsewhere is a ``ValueError`` naming file and line."""
         if not self.metrics_file.is_file():
             return []
-        lines = self.metrics_file.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        lines = self.metrics_file.read_text(errors="replace").splitlines()
+        rows = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if number == len(lines):
+                    warnings.warn(
+                        f"{self.metrics_file}: skipping a torn last line ({number}): {line[:80]!r}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                raise ValueError(f"{self.metrics_file} line {number}: not JSON ({exc})") from exc
+        return rows
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = True) -> Iterator[None]:
+        """Hold an exclusive ``fcntl`` lock on ``<run folder>.lock`` (next to the folder, so
+        ``--fresh`` can remove the folder). A second process running the same folder waits
+        (with a message) or, with ``wait=False``, gets a :class:`RunFolderBusyError`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.parent / f"{self.path.name}.lock"
+        with lock.open("a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                if not wait:
+                    raise RunFolderBusyError(self.path, holder) from None
+                print(
+                    f"cl-ssvdo: run folder {self.path} is in use by process {holder}; waiting",
+                    file=sys.stderr,
+                )
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def is_run_dir(self) -> bool:
         return (self.path / "config.yaml").is_file() and (self.path / "state.json").is_file()
+
+
+class RunFolderBusyError(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        super().__init__(
+            f"run folder {path} is in use by process {holder}: an identical run is going on; "
+            "wait for it (its result is reused) or change the config or seed"
+        )
 
 
 def _json_default(obj: Any) -> Any:
@@ -375,18 +435,24 @@ def sync_run_dir(
     tags = {**folder.read_json("tags.json", {}), "cl_ssvdo.synced_from": str(folder.path.resolve())}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
+    # Read everything before creating the run: a bad folder must not leave an orphan run.
+    params = [Param(k, _clip_param(v)) for k, v in folder.read_json("params.json", {}).items()]
+    metrics = [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in folder.metrics()]
     run = client.create_run(experiment_id, tags=tags, run_name=state.get("run_name"))
     run_id = run.info.run_id
-    params = [Param(k, _clip_param(v)) for k, v in folder.read_json("params.json", {}).items()]
-    for start in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[start : start + 100])
-    metrics = [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in folder.metrics()]
-    for start in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
-    if any(folder.artifacts.iterdir()):
-        client.log_artifacts(run_id, str(folder.artifacts))
-    for csv in sorted(folder.tables.glob("*.csv")):
-        client.log_table(run_id, pd.read_csv(csv), f"tables/{csv.stem}.json")
+    try:
+        for start in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[start : start + 100])
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        if folder.artifacts.is_dir() and any(folder.artifacts.iterdir()):
+            client.log_artifacts(run_id, str(folder.artifacts))
+        for csv in sorted(folder.tables.glob("*.csv")):
+            client.log_table(run_id, pd.read_csv(csv), f"tables/{csv.stem}.json")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.set_terminated(run_id, "FAILED")
+        raise
     status = state.get("status", "FINISHED")
     client.set_terminated(
         run_id, status if status in ("FINISHED", "FAILED", "KILLED") else "FAILED"

@@ -16,6 +16,8 @@ Per-run columns beyond ``compare.row_from_mlflow``'s:
 - ``first_forgetting``: ``F[E, 0]`` of ``metrics.forgetting_matrix``: WER points lost on the
   first domain (adult) at the end, against the best WER it ever had;
 - ``base_wer/<domain>``: row 0 (the base model before any adaptation);
+- ``wer_row<i>/<domain>``: the whole matrix ``R[i, domain]``, written long as
+  ``wer_matrices.csv`` (:func:`wer_matrices`);
 - ``model`` (study model key), ``method`` (``ssvdo@<inner share>`` for SSVD-O, else the
   strategy name; ``|lr=<lr>`` appended for the runs of the learning-rate check, tagged
   ``cl_ssvdo.arm = lr``), ``inner_share``, ``lr``, ``max_steps``, ``duration_s``,
@@ -68,6 +70,7 @@ from experiments.tracking import check_tracking, get_client
 __all__ = [
     "collect_runs",
     "load_runs_csv",
+    "wer_matrices",
     "render",
     "study_record",
     "study_records",
@@ -76,6 +79,7 @@ __all__ = [
 ]
 
 RUNS_CSV, SUMMARY_CSV, CLAIMS_CSV, META_JSON = "runs.csv", "summary.csv", "claims.csv", "meta.json"
+MATRICES_CSV, MATRIX_PREFIX = "wer_matrices.csv", "wer_row"
 LR_CHECK_CSV = "lr_check.csv"
 
 
@@ -108,7 +112,34 @@ def _matrix_columns(matrix: np.ndarray | None, domains: Sequence[str]) -> dict[s
         out["first_forgetting"] = float(metrics.forgetting_matrix(matrix)[-1, 0])
     for j, domain in enumerate(domains):
         out[f"base_wer/{domain}"] = float(matrix[0, j])
+    for i in range(matrix.shape[0]):  # the whole matrix (wer_matrices.csv), not the last row only
+        for j, domain in enumerate(domains):
+            out[f"{MATRIX_PREFIX}{i}/{domain}"] = float(matrix[i, j])
     return out
+
+
+def wer_matrices(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long table of every run's full WER matrix: ``run, run_id, method, model, budget, seed,
+    row, domain, wer`` (row 0 = the base model, row i = after experience i), from the
+    ``wer_row<i>/<domain>`` columns of the run table.
+
+    >>> t = wer_matrices(pd.DataFrame([{"run": "r", "wer_row0/a": 30.0, "wer_row1/a": 20.0}]))
+    >>> t[["row", "domain", "wer"]].values.tolist()
+    [[0, 'a', 30.0], [1, 'a', 20.0]]
+    """
+    keys = [c for c in ("run", "run_id", "method", "model", "budget", "seed") if c in frame]
+    columns = [c for c in frame.columns if str(c).startswith(MATRIX_PREFIX)]
+    lines = []
+    for record in frame.to_dict("records"):
+        for col in columns:
+            value = record[col]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            row, domain = col[len(MATRIX_PREFIX) :].split("/", 1)
+            lines.append({**{k: record[k] for k in keys}, "row": int(row), "domain": domain,
+                          "wer": float(value)})  # fmt: skip
+    out = pd.DataFrame(lines, columns=[*keys, "row", "domain", "wer"])
+    return out.sort_values([*keys[:1], "row"], kind="stable", ignore_index=True)
 
 
 def _run_row(client, run) -> dict[str, Any]:
@@ -123,6 +154,10 @@ def _run_row(client, run) -> dict[str, Any]:
     row["method"] = method_label(row["strategy"], row["adapter"], row["inner_share"], lr_arm)
     row["max_steps"] = to_number(params.get("config.train.max_steps"))
     row["git_commit"] = params.get("git.commit", "")
+    # Which base model: the fingerprint of its weights and of the stream it was trained on.
+    row["base_weights_sha"] = params.get("base.weights_sha") or tags.get("base.weights_sha", "")
+    row["base_stream_sha"] = params.get("base.stream_sha") or tags.get("base.stream_sha", "")
+    row["pretrain_seed"] = to_number(params.get("config.model.pretrain.seed"))
     row["domains"] = ",".join(domains)
     end = run.info.end_time or run.info.start_time
     row["duration_s"] = (end - run.info.start_time) / 1000.0
@@ -136,7 +171,10 @@ def _keep_planned(frame: pd.DataFrame, settings: DocSettings | None) -> pd.DataF
     if frame.empty:
         return frame
     frame = frame.sort_values("start_time", kind="stable")
-    frame = frame.drop_duplicates(["model", "method", "budget", "seed"], keep="last")
+    cell = ["model", "method", "budget", "seed"]
+    if "pretrain_seed" in frame:  # a study over pretraining seeds: one run per base as well
+        cell.append("pretrain_seed")
+    frame = frame.drop_duplicates(cell, keep="last")
     if settings is not None:
         keep = frame["model"].isin(settings.models) & frame["seed"].isin(settings.seeds)
         budgets = [
@@ -369,18 +407,61 @@ def _lr_section(checks: Sequence[LrCheck], agg: pd.DataFrame, first_domain: str)
     return out
 
 
+def _short_sha(value: Any) -> str:
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return f"`{text[:12]}`" if text else "unrecorded"
+
+
 def _base_table(frame: pd.DataFrame, models: Sequence[str], domains: Sequence[str]) -> str:
+    """One row per model and base (weights fingerprint): pretraining seed, stream, runs, WER."""
     rows = []
     for model in models:
         sub = frame[frame["model"] == model]
         if sub.empty:
             continue
-        cells = [model]
-        for d in domains:
-            col = sub.get(f"base_wer/{d}", pd.Series(dtype=float)).dropna()
-            cells.append(f"{col.mean():.1f}" if not col.empty else "-")
-        rows.append(cells)
-    return _md_table(["model", *domains], rows)
+        shas = sub.get("base_weights_sha", pd.Series("", index=sub.index)).fillna("")
+        for sha, part in sub.groupby(shas, sort=True):
+            seeds = part.get("pretrain_seed", pd.Series(dtype=float)).dropna().unique()
+            streams = part.get("base_stream_sha", pd.Series(dtype=str)).dropna().unique()
+            cells = [
+                model,
+                _short_sha(sha),
+                ", ".join(f"{int(s)}" for s in sorted(seeds)) or "-",
+                ", ".join(_short_sha(s) for s in sorted(streams)) or "unrecorded",
+                str(len(part)),
+            ]
+            for d in domains:
+                col = part.get(f"base_wer/{d}", pd.Series(dtype=float)).dropna()
+                cells.append(f"{col.mean():.1f}" if not col.empty else "-")
+            rows.append(cells)
+    return _md_table(["model", "base weights", "pretrain seed", "stream", "runs", *domains], rows)
+
+
+def mixed_bases(frame: pd.DataFrame) -> list[str]:
+    """Sentences naming each model whose runs used more base weights than pretraining seeds
+    (the same configuration gave different bases, or a base was replaced mid-study), or whose
+    runs' bases were trained on different streams. Empty when every run's base is accounted
+    for."""
+    if frame.empty or "base_weights_sha" not in frame:
+        return []
+    out = []
+    for model, sub in frame.groupby("model", sort=True):
+        shas = {str(s) for s in sub["base_weights_sha"].fillna("") if str(s)}
+        seeds = sub.get("pretrain_seed", pd.Series(dtype=float)).dropna().unique()
+        streams = {str(s) for s in sub.get("base_stream_sha", pd.Series(dtype=str)).dropna()
+                   if str(s)}  # fmt: skip
+        if len(shas) > max(len(seeds), 1):
+            out.append(
+                f"model {model}: its runs used {len(shas)} different base models "
+                f"({', '.join(_short_sha(s) for s in sorted(shas))}) for {max(len(seeds), 1)} "
+                "pretraining seed(s): results over different bases are mixed below"
+            )
+        if len(streams) > 1:
+            out.append(
+                f"model {model}: its bases were trained on {len(streams)} different streams "
+                f"({', '.join(_short_sha(s) for s in sorted(streams))})"
+            )
+    return out
 
 
 def _comparisons_table(comps: Sequence[Comparison]) -> str:
@@ -495,6 +576,8 @@ def render(
     ]
     if settings.description:
         out += [settings.description.strip(), ""]
+    for warning in mixed_bases(frame):
+        out += [f"> **Warning: mixed bases.** {warning[0].upper()}{warning[1:]}.", ""]
     out += ["## Verdicts", ""]
     for v in verdicts:
         out += [f"{v.number}. *{v.claim}* — **{v.verdict}**", ""]
@@ -517,6 +600,10 @@ def render(
         f"- Code: git commit {', '.join(commits) or 'unknown'}.",
         "",
         "### Base models (WER %, before any adaptation)",
+        "",
+        "One row per base: *base weights* and *stream* are the sha256 fingerprints (first 12 "
+        "hex digits) of its weights and of the stream it was trained on "
+        "(`cl_ssvdo.asr.fingerprint`, MLflow params `base.weights_sha`, `base.stream_sha`).",
         "",
         _base_table(frame, models, domains),
         "",
@@ -585,7 +672,7 @@ def write_results(
     meta: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write the page, its PNGs and CSVs (``runs.csv``, ``summary.csv``, ``claims.csv``,
-    ``meta.json``, and ``lr_check.csv`` when the study has a learning-rate check); returns the
+    ``meta.json``, ``wer_matrices.csv`` (every run's full matrix), and ``lr_check.csv`` when the study has a learning-rate check); returns the
     files written."""
     if frame.empty:
         raise ValueError("write_results: no runs (use write_not_run_page)")
@@ -619,6 +706,10 @@ def write_results(
         "verdicts": {v.number: v.verdict for v in verdicts},
     }
     files[4].write_text(json.dumps(meta_out, indent=2, default=_json_safe) + "\n")
+    matrices = wer_matrices(frame)
+    if not matrices.empty:
+        matrices.to_csv(tables / MATRICES_CSV, index=False)
+        files.append(tables / MATRICES_CSV)
     checks, lr_file = lr_checks(frame, settings), tables / LR_CHECK_CSV
     if checks:
         pd.DataFrame(

@@ -3,14 +3,18 @@
 Pushes a finished run folder into a fresh SQLite store, starts ``mlflow ui`` on 127.0.0.1,
 waits for ``/health``, opens the run's artifact page (the WER-matrix heatmap selected) in
 headless Chromium (Debian package ``chromium``, a fresh profile, no network services) and saves
-a PNG. Not part of the test suite (it needs Chromium)::
+a PNG; ``--landing`` takes the experiment's landing page instead (Model training view, the
+runs table). The landing page is also checked by ``tests/experiments/test_ui_landing.py``
+(skipped without Chromium)::
 
     python -m experiments.screenshot RUN_DIR --out docs/img/mlflow_run_artifacts.png
+    python -m experiments.screenshot RUN_DIR --landing --out docs/img/mlflow_landing.png
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -18,13 +22,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from experiments.recorder import RunDir, sync_run_dir
 from experiments.tracking import get_client, ui_command
 
-__all__ = ["chromium_binary", "main", "screenshot_run"]
+__all__ = ["chromium_binary", "main", "screenshot_landing", "screenshot_run"]
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -36,6 +40,11 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--hide-scrollbars",
 )
+
+
+# MLflow 3.17's UI has a GenAI / Model training switch (default GenAI, kept in the browser's
+# localStorage `mlflow.workflowType`); this query selects Model training for the page opened.
+WORKFLOW_QUERY = "workflowType=machine_learning"
 
 
 def chromium_binary() -> str | None:
@@ -125,15 +134,108 @@ def screenshot_run(
     return out
 
 
+@contextlib.contextmanager
+def _ui_server(store: str, workdir: str | Path) -> Iterator[str]:
+    """``mlflow ui`` on ``store`` at a free 127.0.0.1 port; yields its base URL."""
+    port = _free_port()
+    server = subprocess.Popen(
+        ui_command(store, workdir, "127.0.0.1", port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _chromium(url: str, profile: Path, *args: str, width: int, height: int, wait_ms: int) -> str:
+    browser = chromium_binary()
+    if browser is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    done = subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--virtual-time-budget={wait_ms}",
+            *args,
+            url,
+        ],
+        check=True,
+        timeout=180,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+def screenshot_landing(
+    store: str,
+    experiment_id: str,
+    out: str | Path | None = None,
+    *,
+    workdir: str | Path | None = None,
+    width: int = 1600,
+    height: int = 1000,
+    wait_ms: int = 20000,
+    model_training: bool = True,
+) -> str:
+    """Opens the experiment's landing page (``#/experiments/<id>``, what a click in the
+    experiment list shows) in headless Chromium; saves a PNG at ``out`` when given and returns
+    the rendered page's DOM (to check what the page shows). ``model_training``: with MLflow's
+    ``workflowType=machine_learning`` (what ``cl-ssvdo ui`` prints), else the UI's default."""
+    if chromium_binary() is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as tmp, _ui_server(store, workdir or tmp) as base:
+        url = f"{base}/#/experiments/{experiment_id}" + (
+            f"?{WORKFLOW_QUERY}" if model_training else ""
+        )
+        size = {"width": width, "height": height, "wait_ms": wait_ms}
+        dom = _chromium(url, Path(tmp, "profile-dom"), "--dump-dom", **size)
+        if out is not None:
+            out = Path(out).resolve()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _chromium(url, Path(tmp, "profile-png"), f"--screenshot={out}", **size)
+            if not out.is_file() or out.read_bytes()[:4] != b"\x89PNG":
+                raise RuntimeError(f"chromium wrote no PNG at {out}")
+    return dom
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.screenshot", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("run_dir", help="a finished run folder (<workdir>/runs/...)")
-    parser.add_argument("--out", default="docs/img/mlflow_run_artifacts.png")
+    parser.add_argument("--out", default=None, help="PNG to write")
     parser.add_argument("--artifact", default="wer_matrix.png", help="artifact to select")
+    parser.add_argument(
+        "--landing",
+        action="store_true",
+        help="the run's experiment landing page instead (docs/img/mlflow_landing.png)",
+    )
     args = parser.parse_args(argv)
-    path = screenshot_run(args.run_dir, args.out, args.artifact)
+    if args.landing:
+        out = args.out or "docs/img/mlflow_landing.png"
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "run"
+            shutil.copytree(args.run_dir, folder, ignore=shutil.ignore_patterns("checkpoints"))
+            store = f"sqlite:///{Path(tmp, 'store', 'mlflow.db').as_posix()}"
+            run_id = sync_run_dir(folder, store, force=True)
+            experiment_id = get_client(store).get_run(run_id).info.experiment_id
+            screenshot_landing(store, experiment_id, out, workdir=Path(tmp, "store"))
+        print(f"wrote {Path(out).resolve()}")
+        return 0
+    path = screenshot_run(
+        args.run_dir, args.out or "docs/img/mlflow_run_artifacts.png", args.artifact
+    )
     print(f"wrote {path}")
     return 0
 

@@ -73,6 +73,7 @@ __all__ = [
     "PlannedSweep",
     "StudyPlan",
     "build_parser",
+    "check_bases",
     "doc_settings",
     "load_study",
     "main",
@@ -114,6 +115,17 @@ STUDY_SCHEMA: dict[str, Any] = {
             "items": {"type": "integer", "minimum": 0},
             "minItems": 1,
             "default": [0, 1, 2],
+        },
+        "pretrain_seeds": {
+            "type": ["array", "null"],
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 1,
+            "uniqueItems": True,
+            "default": None,
+            "description": "Pretraining seeds (model.pretrain.seed): every sweep of every model "
+            "runs on a base pretrained from each, so the spread over seeds includes base-model "
+            "variance (sweeps named <study>-<model>-<kind>-base<seed>). null: the base config's "
+            "seed only.",
         },
         "overrides": {
             "type": "object",
@@ -356,8 +368,11 @@ def _planned_sweep(
     tags: Mapping[str, str] | None = None,
 ) -> PlannedSweep:
     """The sweep ``<study>-<size>-<kind>``: ``common`` (the model's shared sections) with the
-    study's name, seeds, experiment and tags (plus ``tags``) and ``sweep`` as its sweep section."""
+    study's name, seeds, experiment and tags (plus ``tags``) and ``sweep`` as its sweep section.
+    With ``pretrain_seeds`` the name ends in ``-base<seed>`` (``common``'s pretraining seed)."""
     name = f"{study['name']}-{size}-{kind}"
+    if study.get("pretrain_seeds"):
+        name += f"-base{common['model']['pretrain']['seed']}"
     cfg = copy.deepcopy(dict(common))
     cfg["name"] = name
     cfg["description"] = f"Study {study['name']}, model {size}: {kind}."
@@ -426,10 +441,17 @@ def plan_study(study: Mapping[str, Any], source: str | Path) -> StudyPlan:
     ssvdo_cfg = study["ssvdo"]["config"]
     ref = study["ssvdo"]["reference_share"]
     sweeps: list[PlannedSweep] = []
-    for size, spec in study["models"].items():
+    sizes = [
+        (size, spec, pretrain_seed)
+        for size, spec in study["models"].items()
+        for pretrain_seed in study.get("pretrain_seeds") or [None]
+    ]
+    for size, spec, pretrain_seed in sizes:
         m_shared, m_child = _split(spec["overrides"])
         common = deep_merge(top, m_shared)
         common["model"] = deep_merge(common["model"], spec["model"])
+        if pretrain_seed is not None:
+            common["model"]["pretrain"]["seed"] = int(pretrain_seed)
         child_overrides = dotted(deep_merge(child, m_child))
         wanted = spec.get("methods")
 
@@ -530,9 +552,35 @@ def _study_folder(plan: StudyPlan):
     from experiments.recorder import RunDir
 
     body = {k: v for k, v in plan.study.items() if k not in ("description", "estimate", "output")}
-    if body.get("lr_check") is None:  # a study without one keeps its folder from before it existed
-        body.pop("lr_check", None)
+    for key in ("lr_check", "pretrain_seeds"):  # unset: the folder from before the key existed
+        if body.get(key) is None:
+            body.pop(key, None)
     return RunDir(Path(plan.workdir) / "studies" / f"{plan.study['name']}-{config_hash(body)}")
+
+
+def check_bases(sweep: PlannedSweep, folder, study_name: str) -> None:
+    """Compares the weights fingerprint of each existing base folder of ``sweep``'s runs with
+    the one the study recorded (in its folder's ``state.json``) when it first saw that base;
+    records the unseen ones. Raises ``BaseMismatchError`` when a base changed mid-study."""
+    from cl_ssvdo.asr.fingerprint import check_same_base, folder_weights_sha
+    from experiments.prepare import base_folder, prepare_stream
+
+    seen = dict(folder.state().get("bases") or {})
+    info = None
+    for child in sweep.children:
+        if info is None:  # one stream for the whole study; cached after the first sweep
+            info = prepare_stream(child.config, progress=False)
+        base = base_folder(child.config, info)
+        sha = folder_weights_sha(base) if base.is_dir() else None
+        if sha is None:
+            continue
+        key = str(base)
+        check_same_base(
+            seen.get(key), sha, what=f"study {study_name} (base {base})",
+            where=folder.path / "state.json",
+        )  # fmt: skip
+        seen[key] = sha
+    folder.update_state(bases=seen)
 
 
 def run_study(
@@ -542,9 +590,11 @@ def run_study(
     tracking_uri: str | None = None,
     fresh: bool = False,
     progress: bool = True,
+    executor: Mapping[str, Any] | None = None,
 ) -> str:
     """Run (or resume) every sweep of ``plan`` and keep a study record run with the wall time.
-    Returns the tracking URI the results went to."""
+    Returns the tracking URI the results went to. ``executor``: where every sweep's children
+    run (``experiments.executors``; default local)."""
     from experiments.recorder import RunRecorder
     from experiments.sweep import run_sweep
     from experiments.tracking import check_tracking, get_client, resolve_artifact_location
@@ -589,13 +639,17 @@ def run_study(
             if progress:
                 print(f"\n== study {study['name']}: sweep {done}/{len(plan.sweeps)} {sweep.name} "
                       f"({len(sweep.children)} runs)")  # fmt: skip
+            if folder.state().get("bases"):  # resumed: the bases it used must still be there
+                check_bases(sweep, folder, study["name"])
             run_sweep(
                 sweep.config,
                 tracking_uri=uri,
                 fresh=fresh,
                 progress=progress,
                 source=str(plan.source),
+                executor=executor,
             )
+            check_bases(sweep, folder, study["name"])
             folder.update_state(wall_seconds=elapsed(), sweeps_done=done)
             recorder.log_metrics(
                 {"study_wall_seconds": elapsed(), "study_sweeps_done": done}, step=done
@@ -667,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the sweeps and runs, then exit")
     p.add_argument("--fresh", action="store_true", help="start every run over")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    from experiments.cli import add_executor_args
+
+    add_executor_args(p)
     return p
 
 
@@ -687,12 +744,23 @@ def _command(args: argparse.Namespace, path: Path) -> str:
     return " ".join(parts)
 
 
+def _executor(study: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.cli import executor_spec
+
+    return executor_spec(study.get("executor"), args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``cl-ssvdo study ...``; returns the exit status (2: invalid config, 3: store down)."""
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     if args.quick and args.config:
         parser.error("give --config or --quick, not both")
+    from experiments import study_v2
+
+    if args.config and study_v2.is_v2(args.config):  # version: 2 (docs/protocol.md)
+        return study_v2.main(argv)
     try:
         study, path = load_study(QUICK_CONFIG if args.quick else args.config or DEFAULT_CONFIG,
                                  args.overrides)  # fmt: skip
@@ -714,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tracking_uri=args.tracking_uri,
                 fresh=args.fresh,
                 progress=not args.quiet,
+                executor=_executor(study, args),
             )
         quick = None if args.quick or path.name == QUICK_CONFIG else "cl-ssvdo study --quick"
         files = regenerate(plan, settings, tracking_uri=args.tracking_uri, quick_command=quick)

@@ -25,6 +25,7 @@ import copy
 import itertools
 import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from experiments.config import (
     validate_config,
 )
 from experiments.recorder import RunDir, RunRecorder, sync_run_dir
-from experiments.results import SUMMARY_SCALARS, RunResult, format_result
+from experiments.results import SUMMARY_SCALARS, RunResult
 from experiments.tracking import (
     check_tracking,
     resolve_artifact_location,
@@ -168,8 +169,24 @@ def expand_sweep(
     return children
 
 
+def sweep_params(sweep: Mapping[str, Any]) -> dict[str, str]:
+    """The parent run's params: the flattened ``sweep`` section, where a sweep without
+    ``budgets`` says that each config keeps its own budget (its children log
+    ``adapter.budget``) instead of ``budgets=null`` next to an ``inner_share`` never applied.
+
+    >>> sweep_params({"configs": ["a.yaml"], "budgets": None, "inner_share": 0.5})
+    {'sweep.configs': '["a.yaml"]', 'sweep.budgets': "each config's own (see adapter.budget)"}
+    """
+    params = {f"sweep.{k}": v for k, v in flatten(sweep).items()}
+    if not sweep.get("budgets"):
+        params["sweep.budgets"] = "each config's own (see adapter.budget)"
+        params.pop("sweep.inner_share", None)
+    return params
+
+
 def _sweep_folder(config: Mapping[str, Any]) -> RunDir:
-    body = {k: v for k, v in config.items() if k != "description"}
+    # where the children run is not what they compute: a sweep resumes under another executor
+    body = {k: v for k, v in config.items() if k not in ("description", "executor")}
     return RunDir(Path(config["workdir"]) / "sweeps" / f"{config['name']}-{config_hash(body)}")
 
 
@@ -181,10 +198,17 @@ def run_sweep(
     progress: bool = True,
     overrides: Sequence[str] = (),
     source: str | None = None,
+    executor: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """Run every child (resuming finished/partial ones) under one parent run; returns the
-    comparison. Raises ``TrackingUnreachableError`` before any work if the store is down."""
-    from experiments.runner import run_experiment
+    comparison. Raises ``TrackingUnreachableError`` before any work if the store is down.
+
+    ``executor`` (else the config's ``executor`` section, else local): where the children run
+    (``experiments.executors``); the parent and its children are the same for every executor.
+    """
+    from experiments.executors import ChildJob, make_executor
+
+    runner = make_executor(executor if executor is not None else config.get("executor"))
 
     children = expand_sweep(config, overrides, source)
     offline = bool(config["tracking"].get("offline"))
@@ -211,43 +235,59 @@ def run_sweep(
         started=state.get("started", time.time()),
         children=[c.label for c in children],
     )
-    recorder = RunRecorder(
-        folder.path,
-        None if offline else uri,
-        config["tracking"]["experiment"],
-        config["name"],
-        run_id=resume_id,
-        offline=offline,
-        check=False,
-        artifact_location=resolve_artifact_location(
-            uri, config["workdir"], config["tracking"].get("artifact_location")
-        ),
-        tags={"cl_ssvdo.kind": "sweep"},
-    )
+
+    def open_parent(run_id: str | None) -> RunRecorder:
+        return RunRecorder(
+            folder.path,
+            None if offline else uri,
+            config["tracking"]["experiment"],
+            config["name"],
+            run_id=run_id,
+            offline=offline,
+            check=False,
+            artifact_location=resolve_artifact_location(
+                uri, config["workdir"], config["tracking"].get("artifact_location")
+            ),
+            tags={"cl_ssvdo.kind": "sweep"},
+        )
+
+    recorder = open_parent(resume_id)
     recorder.set_tags({"cl_ssvdo.kind": "sweep", "cl_ssvdo.children": str(len(children))})
-    recorder.log_params({f"sweep.{k}": v for k, v in flatten(config.get("sweep", {})).items()})
-    results: list[RunResult] = []
-    child_dirs: dict[str, str] = {}
+    recorder.log_params(sweep_params(config.get("sweep", {})))
+    recorder.set_tags({"cl_ssvdo.executor": runner.name})
+    jobs = [
+        ChildJob(
+            config=child.config,
+            seed=child.seed,
+            run_dir=str(folder.path / "runs" / f"{child.label}-{config_hash(child.config)}"),
+            run_name=child.label,
+            tracking_uri=uri,
+            offline=offline or not recorder.online,
+            parent_run_id=recorder.run_id,
+        )
+        for child in children
+    ]
+
+    def record_child_dirs() -> None:  # the children that ran (also after an interruption)
+        started = {
+            j.run_name: j.run_dir for j in jobs if (Path(j.run_dir) / "state.json").is_file()
+        }
+        folder.update_state(child_dirs=started)
+
     try:
-        for child in children:
-            run_folder = folder.path / "runs" / f"{child.label}-{config_hash(child.config)}"
-            result = run_experiment(
-                child.config,
-                child.seed,
-                tracking_uri=uri,
-                offline=offline or not recorder.online,
-                parent_run_id=recorder.run_id,
-                progress=progress,
-                run_dir=run_folder,
-                run_name=child.label,
-            )
+        results: list[RunResult] = runner.run(jobs, progress=progress)
+        for child, result in zip(children, results, strict=True):
             result.name = child.label
-            results.append(result)
-            child_dirs[child.label] = str(run_folder)
-            folder.update_state(child_dirs=child_dirs)
-            if progress:
-                print(format_result(result))
+        record_child_dirs()
+        lost = not recorder.online or not all(r.synced for r in results)
+        if not offline and lost and _wait_for_store(uri, STORE_WAIT_S):
+            # the store went away during the sweep (a server restart) and is back: the same
+            # parent run again, and the children that went on offline pushed under it
+            if not recorder.online:
+                recorder = open_parent(recorder.run_id)
+            results = _sync_offline_children(jobs, results, recorder, uri, config)
     except BaseException:
+        record_child_dirs()
         folder.update_state(status="FAILED")
         recorder.finish("FAILED")
         raise
@@ -258,6 +298,47 @@ def run_sweep(
     folder.update_state(status="FINISHED", ended=time.time())
     recorder.finish("FINISHED")
     return SweepResult(folder.path, recorder.run_id, results, frame, frame_to_text(frame), files)
+
+
+STORE_WAIT_S = 300.0  # how long a sweep waits at its end for a store that went away
+
+
+def _wait_for_store(uri: str, timeout: float) -> bool:
+    """True once ``uri`` answers (checked every 2 s), False after ``timeout`` seconds."""
+    from experiments.tracking import TrackingUnreachableError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check_tracking(uri)
+            return True
+        except TrackingUnreachableError:
+            if time.monotonic() > deadline:
+                warnings.warn(f"{uri} still unreachable after {timeout:.0f} s: push the sweep "
+                              "later with `cl-ssvdo sync SWEEP_FOLDER`", RuntimeWarning,
+                              stacklevel=3)  # fmt: skip
+                return False
+            time.sleep(2)
+
+
+def _sync_offline_children(jobs, results, recorder, uri, config) -> list[RunResult]:
+    """Push the children that lost the store mid-run (e.g. a server restart: they went on
+    offline) now that the parent reaches it again; their partial copies get superseded."""
+    if not recorder.online:
+        return results
+    out = []
+    for job, result in zip(jobs, results, strict=True):
+        if not job.offline and not result.synced:
+            try:
+                sync_run_dir(job.run_dir, uri, config["tracking"]["experiment"],
+                             parent_run_id=recorder.run_id, force=True)  # fmt: skip
+                name, result = result.name, RunResult.from_run_dir(job.run_dir)
+                result.name = name
+            except Exception as exc:  # the folder keeps everything: `cl-ssvdo sync` later
+                warnings.warn(f"child {job.run_name} not synced: {exc}", RuntimeWarning,
+                              stacklevel=2)  # fmt: skip
+        out.append(result)
+    return out
 
 
 def _row(child: SweepChild, result: RunResult) -> dict[str, Any]:

@@ -10,10 +10,14 @@ run folder first, so nothing is lost and ``cl-ssvdo sync RUN_DIR`` pushes them l
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import os
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,6 +25,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 __all__ = [
+    "TrackingStoreError",
     "TrackingUnreachableError",
     "check_tracking",
     "ensure_experiment",
@@ -46,6 +51,75 @@ class TrackingUnreachableError(RuntimeError):
             f"MLflow tracking store {uri!r} is unreachable: {reason}. "
             "Start the server (or fix --tracking-uri / MLFLOW_TRACKING_URI), or run with "
             "--offline and push the run folder later with `cl-ssvdo sync RUN_DIR`."
+        )
+
+
+class TrackingStoreError(TrackingUnreachableError):
+    """The local store file at ``path`` is unusable (read-only, not SQLite, corrupt); exit 3."""
+
+    def __init__(self, uri: str, path: str | Path, problem: str, fix: str) -> None:
+        self.uri = uri
+        self.path = Path(path)
+        self.reason = problem
+        RuntimeError.__init__(self, f"MLflow tracking store {path} {problem}. Fix: {fix}.")
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@contextlib.contextmanager
+def store_lock(db_path: str | Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``<db>.lock``: one process at a time creates or migrates
+    the store (MLflow's schema migration is not safe against a concurrent one)."""
+    lock = Path(str(db_path) + ".lock")
+    with lock.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _check_sqlite_file(uri: str, path: Path) -> None:
+    """Open an existing database file as SQLite and ask it to check itself."""
+    other = "or point --tracking-uri / MLFLOW_TRACKING_URI at another file"
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise TrackingStoreError(
+            uri, path, "is not readable and writable", f"chmod u+rw {path} {other}"
+        )
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head != _SQLITE_MAGIC:
+        raise TrackingStoreError(
+            uri,
+            path,
+            "is not an SQLite database",
+            f"move it away (MLflow creates a new one) {other}",
+        )
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)
+        try:
+            result = con.execute("PRAGMA quick_check").fetchone()
+            con.execute("BEGIN IMMEDIATE")  # needs the write lock: a read-only file fails here
+            con.rollback()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise TrackingStoreError(
+            uri,
+            path,
+            f"cannot be used ({exc})",
+            f"restore it from a backup or move it away {other}",
+        ) from exc
+    if not result or result[0] != "ok":
+        raise TrackingStoreError(
+            uri,
+            path,
+            f"is corrupt (quick_check: {result[0] if result else '?'})",
+            f"restore it from a backup or move it away {other}",
         )
 
 
@@ -106,13 +180,27 @@ def _check_sqlite(uri: str) -> None:
         raise TrackingUnreachableError(uri, f"cannot create {path.parent} ({exc})") from exc
     if not os.access(path.parent, os.W_OK):
         raise TrackingUnreachableError(uri, f"{path.parent} is not writable")
+    with store_lock(path):
+        if path.exists():
+            _check_sqlite_file(uri, path)
+        try:  # creates or migrates the schema, once, under the lock
+            MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as exc:
+            raise TrackingStoreError(
+                uri,
+                path,
+                f"cannot be opened by MLflow ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})",
+                "restore it from a backup or move it away so a new store is created",
+            ) from exc
 
 
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
     """Raise :class:`TrackingUnreachableError` unless the store at ``uri`` answers.
 
     http(s): ``GET <uri>/health`` (what ``mlflow server`` exposes); sqlite: the folder is
-    writable; anything else: one ``search_experiments`` call within ``timeout`` seconds.
+    writable, an existing file is a healthy, writable SQLite database
+    (:class:`TrackingStoreError` naming the file and the fix otherwise), and the schema is
+    created or migrated under :func:`store_lock`; anything else: one ``search_experiments`` call within ``timeout`` seconds.
     """
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
@@ -139,13 +227,25 @@ def get_client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment by its kind (the GenAI traces page for an untagged one):
+# tagged as model development, it opens on the runs table. Values: the UI's ExperimentKind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment ``name``: created (with ``artifact_location``) or restored if deleted."""
+    """The id of experiment ``name``: created (with ``artifact_location``) or restored if
+    deleted; tagged as a model-training experiment unless it already has a kind."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        experiment_id = client.create_experiment(
+            name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
+        return experiment_id
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
 
 

@@ -2,7 +2,9 @@
 # Idempotent set-up: Debian packages for the synthetic stream, then a venv in .venv with the pins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="espeak-ng flite sox festival festvox-kallpc16k festvox-us-slt-hts"
+# postgresql: MLflow server backend; slurm-wlm + munge: the single-node Slurm of tests/scale;
+# chromium: headless screenshots of the MLflow UI (experiments/screenshot.py, its test)
+APT_PACKAGES="espeak-ng flite sox festival festvox-kallpc16k festvox-us-slt-hts postgresql slurm-wlm munge chromium"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

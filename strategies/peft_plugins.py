@@ -249,6 +249,7 @@ class SSVDPlugin(SSVDOPlugin):
         tau: float = 1e-3,
         rotation: str = "cayley",
         subspace: str = "top",
+        parameterisation: str = "v2",
         log_metrics: bool = True,
     ) -> None:
         given = [x is not None for x in (inner_ratio, schedule, match)]
@@ -264,6 +265,7 @@ class SSVDPlugin(SSVDOPlugin):
             rotation=rotation,
             subspace=subspace,
             outer=False,
+            parameterisation=parameterisation,
             log_metrics=log_metrics,
         )
 

@@ -11,6 +11,14 @@ blocks), which SSVD-O setting the group's layers get. A group setting is either
   group, a share ``s`` of them for the inner transform, turned into per-layer ``(p, l)`` by
   :func:`cl_ssvdo.budget.allocate`.
 
+Either kind may also name the singular subspace the inner rotation acts on,
+``subspace: top | tail | auto`` (default: the plugin's ``subspace``): ``top`` rotates the k
+leading right singular vectors, ``tail`` the k minor ones (as in MiCA or PiSSA's complement),
+``auto`` lets the plugin pick per layer from its current weight by the stated rule of
+:func:`cl_ssvdo.ssvdo.diagnostics.choose_subspace` ("tail" where the top-k singular values hold
+more than half of ``||W||_F^2``). Since settings are per experience and per group, the
+subspace, like the inner/outer share of a budget, can change from one experience to the next.
+
 Three forms (:class:`BudgetSchedule` constructors, and :meth:`BudgetSchedule.from_dict`):
 
 - ``constant``: the same settings for every experience (any stream length);
@@ -54,12 +62,14 @@ __all__ = [
     "LayerSetting",
     "BudgetSchedule",
     "DEFAULT_GROUP",
+    "SUBSPACE_CHOICES",
 ]
 
 DEFAULT_GROUP = "all"
 _EXPLICIT_FIELDS = ("inner_ratio", "outer_rank")
 _BUDGET_FIELDS = ("budget", "inner_share")
 _SETTING_FIELDS = _EXPLICIT_FIELDS + _BUDGET_FIELDS
+SUBSPACE_CHOICES = ("top", "tail", "auto")
 _FORMS = ("constant", "per_experience", "decaying")
 
 
@@ -70,12 +80,14 @@ class ScheduleError(ValueError):
 @dataclass(frozen=True)
 class GroupSetting:
     """One group's setting for one experience: explicit ``(inner_ratio, outer_rank)`` or a
-    parameter ``budget`` with an ``inner_share``. Exactly one of the two kinds is set."""
+    parameter ``budget`` with an ``inner_share``. Exactly one of the two kinds is set.
+    ``subspace`` (``top``/``tail``/``auto``, or None for the plugin's default) goes with either."""
 
     inner_ratio: float | None = None
     outer_rank: int | None = None
     budget: int | None = None
     inner_share: float | None = None
+    subspace: str | None = None
 
     @property
     def is_budget(self) -> bool:
@@ -88,11 +100,17 @@ class GroupSetting:
             data = {k: v for k, v in asdict(data).items() if v is not None}
         if not isinstance(data, Mapping):
             raise ScheduleError(f"{where}: expected a mapping of setting fields, got {data!r}")
-        unknown = sorted(set(data) - set(_SETTING_FIELDS))
+        unknown = sorted(set(data) - {*_SETTING_FIELDS, "subspace"})
         if unknown:
             raise ScheduleError(
-                f"{where}: unknown field(s) {unknown}; allowed: {list(_SETTING_FIELDS)}"
+                f"{where}: unknown field(s) {unknown}; allowed: {[*_SETTING_FIELDS, 'subspace']}"
             )
+        subspace = data.get("subspace")
+        if subspace is not None and subspace not in SUBSPACE_CHOICES:
+            raise ScheduleError(
+                f"{where}.subspace: must be one of {list(SUBSPACE_CHOICES)}, got {subspace!r}"
+            )
+        data = {k: v for k, v in data.items() if k != "subspace"}
         has_explicit = any(f in data for f in _EXPLICIT_FIELDS)
         has_budget = any(f in data for f in _BUDGET_FIELDS)
         if has_explicit and has_budget:
@@ -106,14 +124,14 @@ class GroupSetting:
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise ScheduleError(f"{where}.budget: must be an int >= 1, got {b!r}")
             _check_unit(s, f"{where}.inner_share")
-            return cls(budget=b, inner_share=float(s))
+            return cls(budget=b, inner_share=float(s), subspace=subspace)
         if "inner_ratio" not in data:
             raise ScheduleError(f"{where}: needs inner_ratio (and optionally outer_rank) or budget")
         p, lr = data["inner_ratio"], data.get("outer_rank", 0)
         _check_unit(p, f"{where}.inner_ratio")
         if isinstance(lr, bool) or not isinstance(lr, int) or lr < 0:
             raise ScheduleError(f"{where}.outer_rank: must be an int >= 0, got {lr!r}")
-        return cls(inner_ratio=float(p), outer_rank=lr)
+        return cls(inner_ratio=float(p), outer_rank=lr, subspace=subspace)
 
     def scaled(self, factors: Mapping[str, float], power: int) -> GroupSetting:
         """The setting with each field in ``factors`` multiplied by ``factor ** power``;
@@ -139,7 +157,9 @@ class GroupSetting:
 @dataclass(frozen=True)
 class LayerSetting:
     """A resolved per-layer setting. ``trainable`` is the SSVD-O parameter count
-    (:func:`cl_ssvdo.budget.ssvdo_params`) of ``(inner_ratio, outer_rank)`` on this layer."""
+    (:func:`cl_ssvdo.budget.ssvdo_params`) of ``(inner_ratio, outer_rank)`` on this layer;
+    ``subspace`` is the group's (None: the plugin's default; ``auto`` is decided by the plugin
+    on the layer's weight)."""
 
     name: str
     group: str
@@ -149,6 +169,7 @@ class LayerSetting:
     outer_rank: int
     inner_rank: int
     trainable: int
+    subspace: str | None = None
 
 
 def _check_unit(value: Any, where: str) -> None:
@@ -381,7 +402,7 @@ class BudgetSchedule:
     def _parse_entry(self, entry: Any, where: str) -> dict[str, GroupSetting]:
         if (
             isinstance(entry, Mapping)
-            and any(k in _SETTING_FIELDS for k in entry)
+            and any(k in _SETTING_FIELDS or k == "subspace" for k in entry)
             and not any(k in self.groups for k in entry)
         ):
             # A bare setting: allowed only with a single group.
@@ -433,6 +454,7 @@ class BudgetSchedule:
                     outer_rank=l_eff,
                     inner_rank=budget_lib.inner_rank(float(p), min(m, n)),
                     trainable=budget_lib.ssvdo_params(m, n, float(p), l_eff),
+                    subspace=setting.subspace,
                 )
             )
         return out

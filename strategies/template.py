@@ -1,7 +1,9 @@
-"""Avalanche ``SupervisedTemplate`` for CTC speech recognition on padded speech batches.
+"""Avalanche ``SupervisedTemplate`` for speech recognition on padded speech batches.
 
 A minibatch is a ``benchmarks.dataset.SpeechBatch`` ``(wavs [B, T], wav_lens [B] relative,
-words: list[str], ids: list[str])``; ``mb_output`` is ``(log_probs [B, T', V], out_lens [B])``.
+words: list[str], ids: list[str])``. For a CTC model ``mb_output`` is
+``(log_probs [B, T', V], out_lens [B])``; a model following :class:`ASRModel` (e.g. the
+``whisper`` seq2seq kind) defines its own output, loss and decoding.
 
 Imports cl_ssvdo and avalanche; never mlflow or experiments.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from avalanche.core import BasePlugin
@@ -26,7 +28,24 @@ from cl_ssvdo.asr.tokenizer import Tokenizer
 
 from .wer import wer_metrics
 
-__all__ = ["CTCCriterion", "CTCTemplate", "default_ctc_evaluator"]
+__all__ = ["ASRModel", "ASRTemplate", "CTCCriterion", "CTCTemplate", "default_ctc_evaluator"]
+
+
+@runtime_checkable
+class ASRModel(Protocol):
+    """A recogniser that defines its loss and decoding (``cl_ssvdo.asr.whisper.WhisperSeq2Seq``).
+
+    ``forward(wavs [B, T], wav_lens [B]) -> output`` (any object), ``loss(output, words) ->
+    scalar tensor``, ``transcribe(output, references=None) -> list[str]`` (``references`` lets
+    a scorer pick between equivalent spellings such as digits vs number words). Models without
+    ``loss``/``transcribe`` are CTC models: ``(log_probs, out_lens)`` + :class:`CTCCriterion`.
+    """
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> Any: ...
+
+    def loss(self, output: Any, words: Sequence[str]) -> torch.Tensor: ...
+
+    def transcribe(self, output: Any, references: Sequence[str] | None = None) -> list[str]: ...
 
 
 class CTCCriterion(nn.Module):
@@ -77,7 +96,9 @@ class CTCTemplate(SupervisedTemplate):
     grad_clip : float
         Max global gradient norm of the trainable parameters (0 disables).
     amp : bool
-        float16 autocast + ``GradScaler`` on CUDA; ignored on CPU.
+        Autocast on CUDA (``amp_dtype``; float16 also gets a ``GradScaler``); ignored on CPU.
+    amp_dtype : str
+        ``"float16"`` (default) or ``"bfloat16"`` (no loss scaling, so no host sync per step).
     max_steps_per_exp : int, optional
         Stop an experience after this many optimizer steps (budgets by steps, not epochs).
     decoder : callable, optional
@@ -133,6 +154,7 @@ class CTCTemplate(SupervisedTemplate):
         evaluator: EvaluationPlugin | Callable[[], EvaluationPlugin] | None = None,
         grad_clip: float = 5.0,
         amp: bool = False,
+        amp_dtype: str = "float16",
         max_steps_per_exp: int | None = None,
         decoder: Decoder | None = None,
         optimizer_factory: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
@@ -147,19 +169,26 @@ class CTCTemplate(SupervisedTemplate):
             raise ValueError(
                 f"CTCTemplate: max_steps_per_exp must be >= 1, got {max_steps_per_exp}"
             )
+        if amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(
+                f"CTCTemplate: amp_dtype must be float16 or bfloat16, got {amp_dtype!r}"
+            )
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = tokenizer
         self.lr = lr
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.amp = bool(amp) and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16
         self.max_steps_per_exp = max_steps_per_exp
         self.decoder = decoder or make_decoder(tokenizer)
         self.num_workers = num_workers
         self._optimizer_factory = optimizer_factory or (
             lambda params: torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp and self.amp_dtype == torch.float16
+        )
         self.exp_steps = 0
         self._hyp_cache: tuple[Any, list[str]] | None = None
         model = model.to(device)
@@ -207,8 +236,12 @@ class CTCTemplate(SupervisedTemplate):
         """Decoded ``mb_output`` (greedy unless another ``decoder`` was given), cached."""
         # Keyed on the output object itself (not its id, which a new output may reuse).
         if self._hyp_cache is None or self._hyp_cache[0] is not self.mb_output:
-            log_probs, out_lens = self.mb_output
-            self._hyp_cache = (self.mb_output, self.decoder(log_probs, out_lens))
+            if self.model_defines_loss:
+                hyps = self.model.transcribe(self.mb_output, references=self.mb_words)
+            else:
+                log_probs, out_lens = self.mb_output
+                hyps = self.decoder(log_probs, out_lens)
+            self._hyp_cache = (self.mb_output, hyps)
         return self._hyp_cache[1]
 
     def _unpack_minibatch(self) -> None:
@@ -293,18 +326,29 @@ class CTCTemplate(SupervisedTemplate):
             self.make_optimizer()
 
     # ------------------------------------------------------------------ computation
+    @property
+    def model_defines_loss(self) -> bool:
+        """True when the model follows :class:`ASRModel` (own loss and decoding)."""
+        return callable(getattr(self.model, "loss", None)) and callable(
+            getattr(self.model, "transcribe", None)
+        )
+
     def _autocast(self):
         if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+            return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
         return nullcontext()
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log_probs [B, T', V], out_lens [B])`` of the current minibatch."""
+    def forward(self) -> Any:
+        """The model's output on the current minibatch (CTC: ``(log_probs, out_lens)``)."""
         with self._autocast():
             return self.model(self.mb_wavs, self.mb_wav_lens)
 
     def criterion(self) -> torch.Tensor:
-        """Mean CTC loss of ``mb_output`` against ``mb_words``."""
+        """Mean loss of ``mb_output`` against ``mb_words``: the model's own (:class:`ASRModel`,
+        under autocast: a seq2seq decoder runs here) or CTC."""
+        if self.model_defines_loss:
+            with self._autocast():
+                return self.model.loss(self.mb_output, self.mb_words)
         return self._criterion(self.mb_output, self.mb_words)
 
     def backward(self) -> None:
@@ -349,3 +393,7 @@ class CTCTemplate(SupervisedTemplate):
             if self.max_steps_per_exp is not None and self.exp_steps >= self.max_steps_per_exp:
                 self.stop_training()
                 break
+
+
+#: The template under its model-agnostic name (CTC models and :class:`ASRModel` models alike).
+ASRTemplate = CTCTemplate

@@ -8,7 +8,9 @@ experience; can exceed 100). Hypotheses come from ``strategy.mb_hypotheses``
   per evaluated experience and ``WER_Stream/eval_phase/test_stream`` per eval call (CER alike).
 - :class:`WERMatrix`: a plugin filling ``R[i][j]`` = WER on eval experience ``j`` after
   training experience ``i`` (row 0 = the base model, evaluated before any training:
-  call ``strategy.eval(test_stream)`` once before the first ``train``). Hypotheses are kept.
+  call ``strategy.eval(test_stream)`` once before the first ``train``). Hypotheses are kept,
+  with each utterance's word errors and reference word count (:func:`utterance_error_counts`),
+  so a study can bootstrap over voices and utterances.
 
 Imports avalanche and jiwer; never mlflow or experiments.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "WERMatrix",
     "cer",
     "error_counts",
+    "utterance_error_counts",
     "wer",
     "wer_metrics",
 ]
@@ -56,6 +59,33 @@ def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -
     out = (jiwer.process_words if unit == "word" else jiwer.process_characters)(refs_n, hyps_n)
     edits = out.substitutions + out.deletions + out.insertions
     return int(edits), int(out.hits + out.substitutions + out.deletions)
+
+
+def utterance_error_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Per utterance: word errors ``S + D + I`` and reference word count ``N`` (jiwer's
+    alignment; they sum to :func:`error_counts`).
+
+    >>> utterance_error_counts(["turn on the light", "yes"], ["turn the lights", "yes"])
+    ([2, 0], [4, 1])
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(
+            f"utterance_error_counts: {len(refs)} references but {len(hyps)} hypotheses"
+        )
+    if not refs:
+        return [], []
+    out = jiwer.process_words([_norm(r) for r in refs], [_norm(h) for h in hyps])
+    errors = []
+    for chunks in out.alignments:
+        n = 0
+        for c in chunks:
+            if c.type in ("substitute", "delete"):
+                n += c.ref_end_idx - c.ref_start_idx
+            elif c.type == "insert":
+                n += c.hyp_end_idx - c.hyp_start_idx
+        errors.append(n)
+    words = [len(r) for r in out.references]
+    return errors, words
 
 
 def _rate(edits: int, total: int) -> float:
@@ -161,6 +191,8 @@ class MatrixCell:
     ids: list[str] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
     hyps: list[str] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)  # word errors per utterance (S + D + I)
+    words: list[int] = field(default_factory=list)  # reference words per utterance
 
 
 class WERMatrix(SupervisedPlugin):
@@ -215,6 +247,7 @@ class WERMatrix(SupervisedPlugin):
         """Scores ``hyps`` against ``refs`` into cell (row, col) and returns it."""
         if row < 0 or col < 0:
             raise ValueError(f"WERMatrix.record: negative cell ({row}, {col})")
+        errors, words = utterance_error_counts(refs, hyps)
         cell = MatrixCell(
             row=row,
             col=col,
@@ -224,6 +257,8 @@ class WERMatrix(SupervisedPlugin):
             ids=list(ids) if ids is not None else [str(i) for i in range(len(refs))],
             refs=list(refs),
             hyps=list(hyps),
+            errors=errors,
+            words=words,
         )
         self.cells[(row, col)] = cell
         return cell

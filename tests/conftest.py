@@ -7,6 +7,9 @@ from speechbrain.utils.importutils import LazyModule
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# Ray binds a test cluster to loopback only (its driver would otherwise rewrite 127.0.0.1 to the
+# machine's interface address); set before anything imports ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Test models are tiny: one thread is faster than two and immune to a busy neighbour core.
 torch.set_num_threads(1)
 

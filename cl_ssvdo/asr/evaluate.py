@@ -4,9 +4,12 @@ per speaker/voice.
 Edit distances come from ``speechbrain.utils.edit_distance``; corpus-level WER is
 ``100 * sum(word edits) / sum(reference words)`` (the same definition as ``jiwer.wer`` on lists).
 
-Command line::
+Command line (also ``cl-ssvdo evaluate --model FOLDER --manifest CSV ...``, which takes run
+folders too and prints tables)::
 
     python -m cl_ssvdo.asr.evaluate FOLDER MANIFEST.csv [MANIFEST.csv ...] [--json out.json]
+
+A manifest's domain is its ``domain`` column, else the file name without ``.csv``.
 
 Must not depend on avalanche, mlflow or benchmarks.
 """
@@ -126,6 +129,43 @@ class EvalReport:
         return {**self.summary(), "utterance_scores": [asdict(u) for u in self.utterances]}
 
 
+def format_table(report: EvalReport, key: str) -> str:
+    """A text table of WER/CER per ``"domain"`` or ``"speaker"`` (plus ``all``); the name
+    column is as wide as the longest name, so long names never shift the numbers.
+
+    >>> rep = EvalReport([UtteranceScore.score("a", "x y", "x z", domain="a_long_domain_name")])
+    >>> print(format_table(rep, "domain"))
+    domain               WER %   CER %  utts
+    a_long_domain_name   50.00   33.33     1
+    all                  50.00   33.33     1
+    """
+    groups = report.by(key)
+    names = [name or "-" for name in groups]
+    width = max(len(n) for n in [key, "all", *names])
+    lines = [f"{key:<{width}}  {'WER %':>6}  {'CER %':>6}  {'utts':>4}"]
+    for name, rep in zip(names, groups.values(), strict=True):
+        lines.append(f"{name:<{width}}  {rep.wer:>6.2f}  {rep.cer:>6.2f}  {len(rep.utterances):>4}")
+    lines.append(
+        f"{'all':<{width}}  {report.wer:>6.2f}  {report.cer:>6.2f}  {len(report.utterances):>4}"
+    )
+    return "\n".join(lines)
+
+
+def load_manifests(manifests: Sequence[str | Path], **kwargs: Any) -> Any:
+    """:func:`concat_manifests`, with each utterance's empty ``domain`` set to its manifest's
+    file name (``child_test.csv`` -> ``child_test``). Missing files raise ``FileNotFoundError``
+    naming them."""
+    missing = [str(m) for m in manifests if not Path(m).is_file()]
+    if missing:
+        raise FileNotFoundError(f"manifest(s) not found: {', '.join(missing)}")
+    data = concat_manifests(manifests, **kwargs)
+    stems = [
+        Path(m).stem for m, part in zip(manifests, data.datasets, strict=True) for _ in part.ids
+    ]
+    data.domains = [d or stem for d, stem in zip(data.domains, stems, strict=True)]
+    return data
+
+
 @torch.no_grad()
 def transcribe(
     model: nn.Module,
@@ -207,7 +247,7 @@ def evaluate_folder(
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, _ = load_pretrained(folder, device=device)
-    data = concat_manifests(manifests)
+    data = load_manifests(manifests)
     return evaluate_model(
         model,
         tokenizer,

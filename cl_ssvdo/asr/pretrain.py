@@ -8,6 +8,18 @@ inside an epoch, so a killed run started again with the same ``out_dir`` resumes
 checkpoint (same step counter, same position in the epoch's batch order), not from scratch.
 At the end the best-validation checkpoint is loaded and exported as a pretrained folder.
 
+Reproducibility: for a given seed, torch thread count, machine and commit the exported weights
+are bit-identical from run to run. The model is initialised from ``seed``
+(:func:`build_seeded_asr`; torch seeds its default generator at random in every new process,
+so a model built before seeding differs between processes: the cause of issue 19), batch
+order is a function of ``seed + epoch``, dropout draws from the seeded generator, torch runs
+with ``use_deterministic_algorithms`` (warn-only) during training, and the generator states
+(torch, CUDA, numpy, random) are checkpointed so a resumed run continues the same random
+stream. Time only decides *when* checkpoints are written, never what is trained, unless
+``max_minutes`` is set (a wall-clock budget: the step count then depends on the machine's
+speed). Different thread counts or CPUs may round reductions differently, so bit-identity
+across them is not promised; ``fingerprint.json`` in the exported folder tells bases apart.
+
 Command line (a stream folder or manifest CSVs; see ``--help``)::
 
     python -m cl_ssvdo.asr.pretrain --stream STREAM_ROOT --preset small \\
@@ -23,12 +35,14 @@ Must not depend on avalanche, mlflow or benchmarks.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +60,9 @@ from tqdm.auto import tqdm
 
 from .data import durations_of, is_item_dataset, iterate_batches, num_batches
 from .evaluate import evaluate_model
+from .fingerprint import stream_sha256
 from .loss import ctc_batch_loss
-from .model import CTCASR
+from .model import CTCASR, build_asr
 from .pretrained import export_pretrained
 from .tokenizer import CharTokenizer, Tokenizer
 
@@ -88,6 +103,18 @@ class TrainState:
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
         self.finished = False
+        self.rng: dict[str, Any] | None = None  # generator states at the last save
+
+    def capture_rng(self) -> None:
+        """Stores the torch (and CUDA), numpy and ``random`` generator states."""
+        self.rng = _rng_state()
+
+    def restore_rng(self) -> bool:
+        """Restores the states stored by :meth:`capture_rng`; False when there are none."""
+        if not self.rng:
+            return False
+        _set_rng_state(self.rng)
+        return True
 
     @mark_as_saver
     def save(self, path: str | Path) -> None:
@@ -128,6 +155,79 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _b64(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.numpy().tobytes()).decode("ascii")
+
+
+def _unb64(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
+def _rng_state() -> dict[str, Any]:
+    """JSON-serialisable states of every generator training draws from."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": _b64(torch.get_rng_state()),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "random": [version, list(internal), gauss_next],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(_unb64(state["torch"]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["random"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+
+
+@contextlib.contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` and deterministic cuDNN for
+    the block, then the previous settings again.
+
+    Warn-only: ops without a deterministic kernel (e.g. CUDA ``ctc_loss`` backward) warn
+    instead of failing; on CPU the ops of these models are deterministic for a fixed thread
+    count.
+
+    >>> with deterministic_algorithms():
+    ...     torch.are_deterministic_algorithms_enabled()
+    True
+    """
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
+
+
+def build_seeded_asr(preset: Any, vocab_size: int, seed: int) -> CTCASR:
+    """:func:`build_asr` with torch's generator seeded first, so the initial weights are a
+    function of ``seed`` (torch seeds its default generator at random in each new process).
+
+    >>> from cl_ssvdo.asr.fingerprint import weights_sha256
+    >>> a, b = build_seeded_asr("ci", 29, 0), build_seeded_asr("ci", 29, 0)
+    >>> weights_sha256(a) == weights_sha256(b) != weights_sha256(build_seeded_asr("ci", 29, 1))
+    True
+    """
+    torch.manual_seed(seed)
+    return build_asr(preset, vocab_size)
+
+
 def pretrain(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -155,6 +255,7 @@ def pretrain(
     export: bool = True,
     restore_best: bool = True,
     progress: bool = True,
+    stream_sha: str | None = None,
 ) -> PretrainResult:
     """Trains ``model`` with CTC on ``train_data``, validating on ``valid_data`` every epoch.
 
@@ -190,13 +291,17 @@ def pretrain(
     amp : bool
         float16 autocast + GradScaler on CUDA (ignored on CPU).
     seed : int
-        Seeds initialisation-independent randomness (batch order, dropout).
+        Seeds initialisation-independent randomness (batch order, dropout). Build ``model``
+        with :func:`build_seeded_asr` so that its initial weights are seeded too.
     export : bool
         Export the final model to ``out_dir/pretrained`` (needs a ``CTCASR`` and ``CharTokenizer``).
     restore_best : bool
         Load the checkpoint with the lowest validation WER before exporting/returning.
     progress : bool
         tqdm progress bars.
+    stream_sha : str, optional
+        :func:`~cl_ssvdo.asr.fingerprint.stream_sha256` of the training stream, written to the
+        exported folder's ``fingerprint.json``.
 
     Returns
     -------
@@ -251,9 +356,11 @@ def pretrain(
         logger.info(
             "resuming from %s at step %d (epoch %d)", recovered.path, state.step, state.epoch
         )
-        _seed_everything(seed + state.step)
+        if not state.restore_rng():  # a checkpoint written before generator states were kept
+            _seed_everything(seed + state.step)
 
     def save(valid_wer: float | None, end_of_epoch: bool) -> None:
+        state.capture_rng()
         meta: dict[str, Any] = {"step": state.step, "epoch": state.epoch}
         if valid_wer is not None:
             meta["WER"] = valid_wer
@@ -297,95 +404,105 @@ def pretrain(
             return "max_minutes"
         return None
 
-    stopped_by = "max_epochs"
-    last_ckpt_time = time.monotonic()
-    if state.finished:
-        stopped_by = "finished"
-    while not state.finished and state.epoch < max_epochs:
-        stop = out_of_budget()
-        if stop:
-            stopped_by = stop
-            break
-        model.train()
-        batches = iterate_batches(
-            train_data,
-            batch_size,
-            shuffle=True,
-            seed=seed + state.epoch,
-            skip=state.batch_in_epoch,
-            durations=train_durations,
-            num_workers=num_workers,
-        )
-        bar = tqdm(
-            batches,
-            total=None if steps_per_epoch is None else steps_per_epoch - state.batch_in_epoch,
-            disable=not progress,
-            desc=f"epoch {state.epoch + 1}/{max_epochs}",
-            leave=False,
-        )
-        # Training time includes loading the batches, not validation or checkpointing.
-        t0 = time.monotonic()
-        for wavs, wav_lens, words, _ids in bar:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                log_probs, out_lens = model(wavs.to(device), wav_lens.to(device))
-            loss = ctc_batch_loss(log_probs, out_lens, words, tokenizer)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretrain: non-finite loss at step {state.step}")
-            scaler.scale(loss).backward()
-            if grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            state.step += 1
-            state.batch_in_epoch += 1
-            state.epoch_loss_sum += loss.item()
-            state.epoch_loss_count += 1
-            state.train_seconds += time.monotonic() - t0
-            bar.set_postfix(loss=f"{loss.item():.3f}", step=state.step)
-            due = (ckpt_every_steps and state.step % ckpt_every_steps == 0) or (
-                ckpt_every_minutes is not None
-                and time.monotonic() - last_ckpt_time >= ckpt_every_minutes * 60.0
-            )
-            if due:
-                save(None, end_of_epoch=False)
-                last_ckpt_time = time.monotonic()
+    # Deterministic kernels while training (and validating); the caller's setting afterwards.
+    with deterministic_algorithms():
+        stopped_by = "max_epochs"
+        last_ckpt_time = time.monotonic()
+        if state.finished:
+            stopped_by = "finished"
+        while not state.finished and state.epoch < max_epochs:
             stop = out_of_budget()
             if stop:
+                stopped_by = stop
                 break
+            model.train()
+            # Starting a DataLoader draws its workers' base seed from torch's generator: drawn
+            # on a fork (a function of the seeded state) so that a run resumed mid-epoch, which
+            # starts one more loader, continues the same random stream as an uninterrupted one.
+            with torch.random.fork_rng(devices=[]):
+                batches = iterate_batches(
+                    train_data,
+                    batch_size,
+                    shuffle=True,
+                    seed=seed + state.epoch,
+                    skip=state.batch_in_epoch,
+                    durations=train_durations,
+                    num_workers=num_workers,
+                )
+            bar = tqdm(
+                batches,
+                total=None if steps_per_epoch is None else steps_per_epoch - state.batch_in_epoch,
+                disable=not progress,
+                desc=f"epoch {state.epoch + 1}/{max_epochs}",
+                leave=False,
+            )
+            # Training time includes loading the batches, not validation or checkpointing.
             t0 = time.monotonic()
-        bar.close()
-        epoch_done = stop is None
-        wer = validate(partial=not epoch_done)
-        improved = wer is not None and (state.best_wer is None or wer < state.best_wer)
-        if improved:
-            state.best_wer, state.bad_epochs = wer, 0
-        elif epoch_done and wer is not None:
-            state.bad_epochs += 1
-        if epoch_done:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
-        patience_out = early_stopping_patience > 0 and state.bad_epochs >= early_stopping_patience
-        if patience_out:
-            state.finished = True
-        save(wer, end_of_epoch=epoch_done)
-        last_ckpt_time = time.monotonic()
-        if patience_out:
-            stopped_by = "early_stopping"
-            break
-        if stop:
-            stopped_by = stop
-            break
+            for wavs, wav_lens, words, _ids in bar:
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    log_probs, out_lens = model(wavs.to(device), wav_lens.to(device))
+                loss = ctc_batch_loss(log_probs, out_lens, words, tokenizer)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"pretrain: non-finite loss at step {state.step}")
+                scaler.scale(loss).backward()
+                if grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.epoch_loss_sum += loss.item()
+                state.epoch_loss_count += 1
+                state.train_seconds += time.monotonic() - t0
+                bar.set_postfix(loss=f"{loss.item():.3f}", step=state.step)
+                due = (ckpt_every_steps and state.step % ckpt_every_steps == 0) or (
+                    ckpt_every_minutes is not None
+                    and time.monotonic() - last_ckpt_time >= ckpt_every_minutes * 60.0
+                )
+                if due:
+                    save(None, end_of_epoch=False)
+                    last_ckpt_time = time.monotonic()
+                stop = out_of_budget()
+                if stop:
+                    break
+                t0 = time.monotonic()
+            bar.close()
+            epoch_done = stop is None
+            wer = validate(partial=not epoch_done)
+            improved = wer is not None and (state.best_wer is None or wer < state.best_wer)
+            if improved:
+                state.best_wer, state.bad_epochs = wer, 0
+            elif epoch_done and wer is not None:
+                state.bad_epochs += 1
+            if epoch_done:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
+            patience_out = (
+                early_stopping_patience > 0 and state.bad_epochs >= early_stopping_patience
+            )
+            if patience_out:
+                state.finished = True
+            save(wer, end_of_epoch=epoch_done)
+            last_ckpt_time = time.monotonic()
+            if patience_out:
+                stopped_by = "early_stopping"
+                break
+            if stop:
+                stopped_by = stop
+                break
 
     best = checkpointer.find_checkpoint(min_key="WER") if restore_best else None
     if best is not None:
         model.load_state_dict(torch.load(best.paramfiles["model"], map_location=device))
     pretrained_dir = None
     if export:
-        pretrained_dir = export_pretrained(model, tokenizer, out / "pretrained")
+        pretrained_dir = export_pretrained(
+            model, tokenizer, out / "pretrained", stream_sha=stream_sha
+        )
     (out / "history.json").write_text(json.dumps(state.history, indent=2), encoding="utf-8")
     return PretrainResult(
         out_dir=out,
@@ -420,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     from .data import concat_manifests
     from .evaluate import evaluate_model
-    from .model import build_asr, count_parameters
+    from .model import count_parameters
 
     parser = argparse.ArgumentParser(
         prog="python -m cl_ssvdo.asr.pretrain", description=__doc__.split("\n\n")[0]
@@ -461,10 +578,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     tokenizer = CharTokenizer()
     preset = json.loads(args.preset) if args.preset.lstrip().startswith("{") else args.preset
-    model = build_asr(preset, tokenizer.vocab_size)
+    model = build_seeded_asr(preset, tokenizer.vocab_size, args.seed)
     logger.info("preset %s: %d parameters", args.preset, count_parameters(model))
     result = pretrain(
         model,
@@ -485,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
+        stream_sha=stream_sha256(args.stream) if args.stream is not None else None,
     )
     summary: dict[str, Any] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
 
-from .layer import validate_settings
+from .layer import DEFAULT_PARAMETERISATION, validate_settings
 from .peft_type import SSVDO_PEFT_TYPE
 
 
@@ -35,6 +35,10 @@ class SSVDOConfig(PeftConfig):
         "cayley" or "linear".
     subspace : str
         "top" or "tail" (which components the inner transform adapts).
+    parameterisation : str
+        "v2" (step-size calibrated, the default) or "v1" (the earlier maths; ``tau`` only
+        matters there). Adapters saved before this setting existed were trained under "v1":
+        load them with ``parameterisation="v1"``.
     modules_to_save : list of str, optional
         Extra modules to train and save in full (peft semantics).
     """
@@ -55,6 +59,10 @@ class SSVDOConfig(PeftConfig):
     subspace: str = field(
         default="top", metadata={"help": "'top' or 'tail' components for the inner transform."}
     )
+    parameterisation: str = field(
+        default=DEFAULT_PARAMETERISATION,
+        metadata={"help": "'v2' (step-size calibrated) or 'v1' (the earlier maths)."},
+    )
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Modules apart from SSVD-O layers to train and save."}
     )
@@ -66,7 +74,14 @@ class SSVDOConfig(PeftConfig):
             self.target_modules = set(self.target_modules)
         if isinstance(self.exclude_modules, list):
             self.exclude_modules = set(self.exclude_modules)
-        validate_settings(self.inner_ratio, self.outer_rank, self.tau, self.rotation, self.subspace)
+        validate_settings(
+            self.inner_ratio,
+            self.outer_rank,
+            self.tau,
+            self.rotation,
+            self.subspace,
+            self.parameterisation,
+        )
 
     @property
     def layer_settings(self) -> dict[str, object]:
@@ -77,6 +92,7 @@ class SSVDOConfig(PeftConfig):
             "tau": self.tau,
             "rotation": self.rotation,
             "subspace": self.subspace,
+            "parameterisation": self.parameterisation,
         }
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from .layer import SSVDOLinear, validate_settings
+from .layer import DEFAULT_PARAMETERISATION, SSVDOLinear, validate_settings
 
-SETTING_NAMES = ("inner_ratio", "outer_rank", "tau", "rotation", "subspace")
+SETTING_NAMES = ("inner_ratio", "outer_rank", "tau", "rotation", "subspace", "parameterisation")
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ def inject_ssvdo(
     tau: float = 1e-3,
     rotation: str = "cayley",
     subspace: str = "top",
+    parameterisation: str = DEFAULT_PARAMETERISATION,
     freeze_base: bool = True,
 ) -> list[LayerSummary]:
     """Replace every ``nn.Linear`` whose name matches a pattern by an ``SSVDOLinear``, in place.
@@ -92,9 +93,10 @@ def inject_ssvdo(
         Any module; its current weights are decomposed (load pretrained weights first).
     targets : sequence of str, or mapping pattern -> settings
         ``fnmatch`` globs over ``model.named_modules()`` names. A mapping gives each pattern its
-        own settings (keys among inner_ratio, outer_rank, tau, rotation, subspace), falling back
-        to the keyword arguments. A module matched by several patterns takes the first.
-    inner_ratio, outer_rank, tau, rotation, subspace
+        own settings (keys among inner_ratio, outer_rank, tau, rotation, subspace,
+        parameterisation), falling back to the keyword arguments. A module matched by several
+        patterns takes the first.
+    inner_ratio, outer_rank, tau, rotation, subspace, parameterisation
         Default settings, see ``SSVDOLinear``. ``inner_ratio`` is required unless every pattern
         of a mapping sets it.
     freeze_base : bool
@@ -125,6 +127,7 @@ def inject_ssvdo(
         tau=tau,
         rotation=rotation,
         subspace=subspace,
+        parameterisation=parameterisation,
     )
     resolved = _resolve_targets(targets, defaults)
     attention = _attention_internals(model)
@@ -181,7 +184,7 @@ def inject_ssvdo(
         parent_name, _, child_name = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child_name, adapter)
         trainable = 0
-        for param in (adapter.inner_skew, adapter.delta_s, adapter.outer_L):
+        for param in adapter.trainable_parameters:
             param.requires_grad_(True)
             trainable += param.numel()
         summaries.append(

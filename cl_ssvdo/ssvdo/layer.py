@@ -19,23 +19,40 @@ avalanche or mlflow.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .completion import exact_factors, is_rank_deficient
 from .decompose import apply_complement, complement_reflectors, singular_triplets
-from .rotations import ROTATIONS, inner_rotation, outer_rotation
+from .forward import form_weight, hybrid_linear
+from .rotations import (
+    PARAMETERISATIONS,
+    ROTATIONS,
+    inner_rotation,
+    inner_scale,
+    outer_rotation,
+    outer_rotation_cholesky,
+)
 from .serial import serial_call
 
 SUBSPACES = ("top", "tail")
-FORWARD_PATHS = ("auto", "lowrank", "dense")
+FORWARD_PATHS = ("auto", "lowrank", "hybrid", "dense")
 _FACTOR_BUFFERS = ("svd_U", "svd_s", "svd_V", "perp_reflectors", "perp_tau")
+GENERATORS = ("inner_skew", "delta_s", "outer_L")
+DEFAULT_PARAMETERISATION = "v2"
 
 
 def validate_settings(
-    inner_ratio: Any, outer_rank: Any, tau: Any, rotation: Any, subspace: Any
+    inner_ratio: Any,
+    outer_rank: Any,
+    tau: Any,
+    rotation: Any,
+    subspace: Any,
+    parameterisation: Any = DEFAULT_PARAMETERISATION,
 ) -> None:
     """Raise ValueError/TypeError naming the offending argument."""
     if isinstance(inner_ratio, bool) or not isinstance(inner_ratio, int | float):
@@ -57,6 +74,10 @@ def validate_settings(
         raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
     if subspace not in SUBSPACES:
         raise ValueError(f"subspace must be one of {SUBSPACES}, got {subspace!r}")
+    if parameterisation not in PARAMETERISATIONS:
+        raise ValueError(
+            f"parameterisation must be one of {PARAMETERISATIONS}, got {parameterisation!r}"
+        )
 
 
 def ssvdo_ranks(
@@ -113,15 +134,7 @@ class DeltaBlocks(NamedTuple):
 
     def dense(self, base: torch.Tensor | None = None) -> torch.Tensor:
         """dW, or ``base + dW`` accumulated by ``addmm`` when ``base`` (m, n) is given."""
-        top = self.core_top @ self.V.T
-        if base is None:
-            delta = self.U @ top
-        else:
-            delta = torch.addmm(base, self.U.to(base.dtype), top.to(base.dtype))
-        if self.outer_left is not None:
-            outer = (self.core_outer @ self.V.T).to(delta.dtype)
-            delta = torch.addmm(delta, self.outer_left.to(delta.dtype), outer)
-        return delta
+        return form_weight(base, self.U, self.core_top, self.outer_left, self.core_outer, self.V)
 
     def add_lowrank_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """out += x dW^T in place, x: (tokens, n), out: (tokens, m); returns ``out``.
@@ -144,10 +157,17 @@ class SSVDOAdapter(nn.Module):
     Holds no weight of its own: ``SSVDOLinear`` pairs it with a base ``nn.Linear``, and the peft
     layer keeps one per adapter name. Arguments as in ``SSVDOLinear``, plus the layer shape.
 
-    Parameters (trainable): ``inner_skew`` (k(k-1)/2,), ``delta_s`` (k,), ``outer_L`` (m - n, l).
+    Parameters (trainable), each registered only where it has entries (else the attribute is
+    None and ``trainable_parameters`` leaves it out): ``inner_skew`` (k(k-1)/2,) for k >= 2,
+    ``delta_s`` (k,) for k >= 1, ``outer_L`` (m - n, l) for l >= 1.
     Buffers (persistent, so a saved adapter never depends on recomputing the same SVD signs):
     ``svd_U`` (m, a), ``svd_s`` (a,), ``svd_V`` (n, a), ``perp_reflectors`` (m, n) and
     ``perp_tau`` (n,) when l > 0 (else empty).
+
+    The parameter side (what the forward path consumes): ``inner_rotation()`` (G, k x k),
+    ``outer_factors()`` ((C, Q): l x l and (m - n) x l) and ``new_singular_values()`` (s'_J),
+    each from the stored generators under ``parameterisation`` ("v1" or "v2", see
+    ``rotations``).
     """
 
     def __init__(
@@ -159,17 +179,26 @@ class SSVDOAdapter(nn.Module):
         tau: float = 1e-3,
         rotation: str = "cayley",
         subspace: str = "top",
+        parameterisation: str = DEFAULT_PARAMETERISATION,
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        validate_settings(inner_ratio, outer_rank, tau, rotation, subspace)
+        validate_settings(inner_ratio, outer_rank, tau, rotation, subspace, parameterisation)
         self.out_features, self.in_features = int(out_features), int(in_features)
         self.forward_path = "auto"
         self._configure(
-            inner_ratio, outer_rank, tau, rotation, subspace, dtype=dtype, device=device
+            inner_ratio,
+            outer_rank,
+            tau,
+            rotation,
+            subspace,
+            parameterisation,
+            dtype=dtype,
+            device=device,
         )
+        self.register_load_state_dict_pre_hook(_drop_empty_generators)
 
     # ----------------------------------------------------------------- set-up
     def _configure(
@@ -179,6 +208,7 @@ class SSVDOAdapter(nn.Module):
         tau: float,
         rotation: str,
         subspace: str,
+        parameterisation: str,
         *,
         dtype: torch.dtype | None,
         device: torch.device | str | None,
@@ -190,13 +220,21 @@ class SSVDOAdapter(nn.Module):
         self.tau = float(tau)
         self.rotation = rotation
         self.subspace = subspace
+        self.parameterisation = parameterisation
         self._indices = component_indices(min(m, n), self.inner_rank, self.outer_rank, subspace)
         k, outer, a = self.inner_rank, self.outer_rank, len(self._indices)
         self._inner_start = 0 if subspace == "top" else a - k
         opts = {"dtype": dtype, "device": device}
-        self.inner_skew = nn.Parameter(torch.zeros(k * (k - 1) // 2, **opts))
-        self.delta_s = nn.Parameter(torch.zeros(k, **opts))
-        self.outer_L = nn.Parameter(torch.zeros(max(m - n, 0), outer, **opts))
+        shapes = {
+            "inner_skew": (k * (k - 1) // 2,),
+            "delta_s": (k,),
+            "outer_L": (max(m - n, 0), outer),
+        }
+        for name, shape in shapes.items():
+            empty = math.prod(shape) == 0
+            self.register_parameter(
+                name, None if empty else nn.Parameter(torch.zeros(shape, **opts))
+            )
         self.register_buffer("svd_U", torch.zeros(m, a, **opts))
         self.register_buffer("svd_s", torch.zeros(a, **opts))
         self.register_buffer("svd_V", torch.zeros(n, a, **opts))
@@ -212,91 +250,133 @@ class SSVDOAdapter(nn.Module):
         return len(self._indices)
 
     @property
-    def trainable_parameters(self) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
-        """(inner_skew, delta_s, outer_L)."""
-        return self.inner_skew, self.delta_s, self.outer_L
+    def generator_names(self) -> tuple[str, ...]:
+        """Names of the registered generators, in the order of ``GENERATORS``."""
+        return tuple(name for name in GENERATORS if getattr(self, name) is not None)
+
+    @property
+    def trainable_parameters(self) -> tuple[nn.Parameter, ...]:
+        """The registered generators among (inner_skew, delta_s, outer_L), in that order."""
+        return tuple(getattr(self, name) for name in self.generator_names)
 
     @torch.no_grad()
     def decompose_weight(self, weight: torch.Tensor) -> None:
-        """Factorise ``weight`` (m, n) and reset the generators to zero (adapter = identity)."""
+        """Factorise ``weight`` (m, n) and reset the generators to zero (adapter = identity).
+
+        A weight with a numerically zero singular value among J takes the exact route of
+        ``completion.exact_factors`` (float64 QR + SVD of R), which makes U_J, V_J and U_perp
+        consistent; see ``docs/ssvdo.md``.
+        """
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(
                 f"weight shape {tuple(weight.shape)} != adapter shape {(self.out_features, self.in_features)}"
             )
         factors = singular_triplets(weight, self._indices)
+        reflectors = h_tau = None
+        if is_rank_deficient(factors.s, weight):
+            factors, reflectors, h_tau = exact_factors(
+                weight, self._indices, complement=bool(self.outer_rank)
+            )
+        elif self.outer_rank:
+            reflectors, h_tau = complement_reflectors(weight)
         self.svd_U.copy_(factors.U)
         self.svd_s.copy_(factors.s)
         self.svd_V.copy_(factors.V)
         if self.outer_rank:
-            reflectors, h_tau = complement_reflectors(weight)
             self.perp_reflectors.copy_(reflectors)
             self.perp_tau.copy_(h_tau)
         for param in self.trainable_parameters:
             param.zero_()
 
+    # ------------------------------------------------------- parameter side
+    def inner_rotation(self, inner_skew: torch.Tensor | None = None) -> torch.Tensor | None:
+        """G (k, k) from ``inner_skew`` (default: the parameter), None when k <= 1.
+
+        v1: K = skew(inner_skew); v2: K = skew(inner_skew) / (2 sqrt(k - 1)).
+        """
+        k = self.inner_rank
+        if k < 2:
+            return None
+        vec = self.inner_skew if inner_skew is None else inner_skew
+        scale = inner_scale(k) if self.parameterisation == "v2" else 1.0
+        return inner_rotation(vec, k, self.rotation, scale)
+
+    def outer_factors(
+        self, outer_L: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(C (l, l), Q (m - n, l)) from ``outer_L`` (default: the parameter), None when l = 0.
+
+        v1: the Cholesky form with the configured tau (bit for bit as before). v2: the QR form
+        with tau = m - n, i.e. the rotation of L / sqrt(m - n) with tau = 1: the principal
+        angles satisfy tan(theta_i) = sigma_i(L) / sqrt(m - n), whatever ``tau`` says.
+        """
+        if not self.outer_rank:
+            return None
+        L = self.outer_L if outer_L is None else outer_L
+        if self.parameterisation == "v1":
+            return outer_rotation_cholesky(L, self.tau)
+        return outer_rotation(L, float(L.shape[0]))
+
+    def new_singular_values(self, delta_s: torch.Tensor | None = None) -> torch.Tensor:
+        """s'_J (a,) from ``delta_s`` (default: the parameter): s + ds (v1) or s exp(ds) (v2)
+        at the k inner positions, s elsewhere."""
+        s, k = self.svd_s, self.inner_rank
+        if k == 0:
+            return s
+        ds = self.delta_s if delta_s is None else delta_s
+        start = self._inner_start
+        if k == self.num_components:
+            inner = s
+        else:
+            inner = s[start : start + k]
+        inner = inner + ds if self.parameterisation == "v1" else inner * torch.exp(ds)
+        if k == self.num_components:
+            return inner
+        return torch.cat([s[:start], inner, s[start + k :]])
+
+    def _inner_block(self, G: torch.Tensor) -> torch.Tensor:
+        """G_full (a, a): G at the inner positions, I elsewhere (G itself when k = a)."""
+        a, k, start = self.num_components, self.inner_rank, self._inner_start
+        if k == a:
+            return G
+        opts = {"dtype": G.dtype, "device": G.device}
+        return torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
+
     # ----------------------------------------------------------------- maths
     def _complement(self, coords: torch.Tensor) -> torch.Tensor:
         return apply_complement(self.perp_reflectors, self.perp_tau, coords)
-
-    def _blocks(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """(C, Q, G) of the current parameters (None where that transform is off)."""
-        C = Q = G = None
-        if self.outer_rank:
-            C, Q = outer_rotation(self.outer_L, self.tau)
-        if self.inner_rank:
-            G = inner_rotation(self.inner_skew, self.inner_rank, self.rotation)
-        return C, Q, G
-
-    def _adapted_s_and_g(self, G: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """s'_J (a,) and the a x a block-diagonal G_full (G at the inner positions, I elsewhere)."""
-        a, k, start = self.num_components, self.inner_rank, self._inner_start
-        s = self.svd_s
-        opts = {"dtype": s.dtype, "device": s.device}
-        if G is None:
-            return s, torch.eye(a, **opts)
-        if k == a:  # the inner transform covers J (inner-heavy "top" layers): no padding
-            return s + self.delta_s, G
-        g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
-        s_new = torch.cat([s[:start], s[start : start + k] + self.delta_s, s[start + k :]])
-        return s_new, g_full
 
     def adapted_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The changed components of W' = U' diag(s') V'^T: U'_J (m, a), s'_J (a,), V'_J (n, a).
 
         All other singular components of W' equal those of W0.
         """
-        C, Q, G = self._blocks()
-        s_new, g_full = self._adapted_s_and_g(G)
+        outer = self.outer_factors()
+        G = self.inner_rotation()
         U = self.svd_U
-        if C is not None:
+        if outer is not None:
+            C, Q = outer
             top = self.outer_rank
             U = torch.cat([U[:, :top] @ C + self._complement(Q), U[:, top:]], dim=1)
-        return U, s_new, self.svd_V @ g_full
+        V = self.svd_V if G is None else self.svd_V @ self._inner_block(G)
+        return U, self.new_singular_values(), V
 
-    def _cores(
-        self, inner_skew: torch.Tensor, delta_s: torch.Tensor, outer_L: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
-        """(core_top,) or (core_top, U_perp Q, core_outer) from the trainable parameters (see
-        ``delta_blocks``): a x a and (m - n) x l operations and one ``ormqr``."""
-        C = Q = G = None
-        if self.outer_rank:
-            C, Q = outer_rotation(outer_L, self.tau)
-        if self.inner_rank:
-            G = inner_rotation(inner_skew, self.inner_rank, self.rotation)
-        a, k, start = self.num_components, self.inner_rank, self._inner_start
-        s = self.svd_s
+    def _cores(self, *generators: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(core_top,) or (core_top, U_perp Q, core_outer) from the registered generators
+        (``trainable_parameters`` order; see ``delta_blocks``): a x a and (m - n) x l
+        operations and one ``ormqr``."""
+        given = dict(zip(self.generator_names, generators, strict=True))
+        outer = self.outer_factors(given.get("outer_L"))
+        G = self.inner_rotation(given.get("inner_skew"))
+        s_new = self.new_singular_values(given.get("delta_s"))
         if G is None:
-            scaled = torch.diag(s)
-        elif k == a:  # the inner transform covers J (inner-heavy "top" layers)
-            scaled = (s + delta_s)[:, None] * G.T
+            scaled = torch.diag(s_new)
         else:
-            opts = {"dtype": s.dtype, "device": s.device}
-            g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
-            s_new = torch.cat([s[:start], s[start : start + k] + delta_s, s[start + k :]])
-            scaled = s_new[:, None] * g_full.T  # diag(s') G_full^T, (a, a)
-        shift = torch.diag(s)
-        if C is None:
+            scaled = s_new[:, None] * self._inner_block(G).T  # diag(s') G_full^T, (a, a)
+        shift = torch.diag(self.svd_s)
+        if outer is None:
             return (scaled - shift,)
+        C, Q = outer
         top = self.outer_rank
         core_top = torch.cat([C @ scaled[:top], scaled[top:]], dim=0) - shift
         return core_top, self._complement(Q), scaled[:top]
@@ -313,7 +393,7 @@ class SSVDOAdapter(nn.Module):
         panels it is many small parallel regions too) runs on one CPU thread
         (``serial.serial_call``); the token-sized products in the forward keep every thread.
         """
-        cores = serial_call(self._cores, self.inner_skew, self.delta_s, self.outer_L)
+        cores = serial_call(self._cores, *self.trainable_parameters)
         if len(cores) == 1:
             return DeltaBlocks(self.svd_U, cores[0], None, None, self.svd_V)
         return DeltaBlocks(self.svd_U, cores[0], cores[1], cores[2], self.svd_V)
@@ -344,28 +424,44 @@ class SSVDOAdapter(nn.Module):
         """W' = ``weight`` + dW, shape (m, n), with dW accumulated into a copy of ``weight``."""
         return self.delta_blocks().dense(weight)
 
-    def _use_lowrank(self, tokens: int, training: bool) -> bool:
-        """Compare multiply-adds of the two forward paths for this call (w = a + l).
+    def forward_kind(self, tokens: int, training: bool) -> str:
+        """The forward path for a call over ``tokens`` rows: "lowrank", "hybrid" or "dense".
 
-        low-rank, per token: forward n a + a w + m w; training adds m w + m l (grads of the
-        low-rank activations and of U_perp Q), 2 a w (core) and n a (input).
-        dense: forming W' costs (a + l) m n + w a n per call; training adds tokens m n (the
-        gradient of W') and about the forming cost again to push it into the factors.
+        ``forward_path`` forces one; "auto" takes the fewest multiply-adds (w = a + l; forming
+        W' = W0 + dW costs F = w n (a + m), per call):
+        - low-rank, per token: forward n a + a w + m w; training adds m w + m l (grads of the
+          low-rank activations and of U_perp Q), 2 a w (core) and n a (input).
+        - hybrid (training only, ``forward.hybrid_linear``): F, and per token n a (x V),
+          m w + m l + a w + a l (core and U_perp Q gradients), and for the input gradient
+          either F again or n a + a w per token, whichever is less.
+        - dense (no gradient; with one it is never chosen: it pays tokens m n for the gradient
+          of W' and 2 F): F per call, nothing per token beyond the base product.
         """
         if self.forward_path not in FORWARD_PATHS:
             raise ValueError(
                 f"forward_path must be one of {FORWARD_PATHS}, got {self.forward_path!r}"
             )
         if self.forward_path != "auto":
-            return self.forward_path == "lowrank"
+            return self.forward_path
         m, n, a, ol = self.out_features, self.in_features, self.num_components, self.outer_rank
         w = a + ol
-        lowrank = n * a + a * w + m * w
-        dense = w * m * n + w * a * n
-        if training:
-            lowrank += m * w + m * ol + 2 * a * w + n * a
-            dense = 2 * dense + tokens * m * n
-        return tokens * lowrank <= dense
+        form = w * n * (a + m)
+        if not training:
+            return "lowrank" if tokens * (n * a + a * w + m * w) <= form else "dense"
+        lowrank = tokens * (2 * n * a + 3 * a * w + 2 * m * w + m * ol)
+        hybrid = form + tokens * (n * a + m * w + m * ol + a * w + a * ol)
+        hybrid += min(form, tokens * (n * a + a * w))
+        return "lowrank" if lowrank <= hybrid else "hybrid"
+
+    def _recompute_for_input_grad(self, tokens: int) -> bool:
+        """Hybrid path: form W' again for grad x (F) rather than n a + a w per token."""
+        m, n, a = self.out_features, self.in_features, self.num_components
+        w = a + self.outer_rank
+        return w * n * (a + m) < tokens * (n * a + a * w)
+
+    def _use_lowrank(self, tokens: int, training: bool) -> bool:
+        """``forward_kind(tokens, training) == "lowrank"``."""
+        return self.forward_kind(tokens, training) == "lowrank"
 
     def lowrank_delta(self, x: torch.Tensor) -> torch.Tensor:
         """x dW^T through the factors, x: (..., n) -> (..., m)."""
@@ -384,12 +480,31 @@ class SSVDOAdapter(nn.Module):
             p.requires_grad for p in self.trainable_parameters
         )
         tokens = x.numel() // max(self.in_features, 1)
-        lowrank = self._use_lowrank(tokens, training)
+        kind = self.forward_kind(tokens, training)
+        if kind == "hybrid" and not training:
+            kind = "dense"  # no gradient wanted: the hybrid path is the dense one
+        if kind == "hybrid" and (weight.requires_grad or (bias is not None and bias.requires_grad)):
+            kind = "lowrank"  # a trainable base needs x for its gradient; the hybrid keeps x V
         if training and not x.is_contiguous() and self.forward_path == "auto":
             # torch.matmul flattens a strided (..., n) input differently when the weight needs
             # a gradient, so a dense W' (even == W0 at init) would round unlike the base layer.
-            lowrank = True
-        if lowrank:
+            kind = "lowrank"
+        if kind == "hybrid":
+            x2 = x.reshape(-1, self.in_features)
+            b = self.delta_blocks()
+            out = hybrid_linear(
+                x2,
+                weight,
+                bias,
+                b.U,
+                b.core_top,
+                b.outer_left,
+                b.core_outer,
+                b.V,
+                recompute=self._recompute_for_input_grad(tokens),
+            )
+            return out.view(*x.shape[:-1], self.out_features)
+        if kind == "lowrank":
             if not x.is_contiguous():
                 # Flattening would copy x, and F.linear on the copy rounds differently from
                 # F.linear on x: keep the base product on x itself.
@@ -407,7 +522,8 @@ class SSVDOAdapter(nn.Module):
         return (
             f"out_features={self.out_features}, in_features={self.in_features}, "
             f"inner_rank={self.inner_rank}, outer_rank={self.outer_rank}, tau={self.tau:g}, "
-            f"rotation={self.rotation!r}, subspace={self.subspace!r}"
+            f"rotation={self.rotation!r}, subspace={self.subspace!r}, "
+            f"parameterisation={self.parameterisation!r}"
         )
 
 
@@ -424,12 +540,18 @@ class SSVDOLinear(SSVDOAdapter):
     outer_rank : int
         Requested l >= 0; the effective ``outer_rank`` is min(l, r, m - n), 0 when m <= n.
     tau : float
-        > 0, sensitivity of the outer rotation (angle ~ |L| / sqrt(tau)).
+        > 0, sensitivity of the outer rotation under "v1" (angle ~ |L| / sqrt(tau)); no effect
+        under "v2".
     rotation : str
         "cayley" (exactly orthogonal) or "linear" (G = I + 2K, the SSVD code's map).
     subspace : str
         "top": the inner transform adapts the top k components; "tail": the last k (keeps the
         dominant directions intact). The outer transform always acts on the top l.
+    parameterisation : str
+        "v2" (default): step-size calibrated, one optimiser step of lr per entry turns each
+        adapted direction by ~lr radians and scales each adapted singular value by ~(1 + lr),
+        whatever the shape, tau, k and l. "v1": the generators used as they are (K, L with tau,
+        s + ds), the maths of the earlier releases bit for bit.
 
     Example
     -------
@@ -448,6 +570,7 @@ class SSVDOLinear(SSVDOAdapter):
         tau: float = 1e-3,
         rotation: str = "cayley",
         subspace: str = "top",
+        parameterisation: str = DEFAULT_PARAMETERISATION,
     ) -> None:
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(
@@ -462,6 +585,7 @@ class SSVDOLinear(SSVDOAdapter):
             tau,
             rotation,
             subspace,
+            parameterisation,
             dtype=weight.dtype,
             device=weight.device,
         )
@@ -491,21 +615,27 @@ class SSVDOLinear(SSVDOAdapter):
         inner_ratio: float | None = None,
         outer_rank: int | None = None,
         tau: float | None = None,
+        parameterisation: str | None = None,
     ) -> None:
         """Fold the current adaptation into the base weight and start afresh from it.
 
         W' becomes the new W0 (the pre-merge weight is dropped), the SVD is recomputed from it,
-        and the trainable parameters restart at zero, optionally with a new (p, l, tau) for the
-        next experience. New parameter objects are created: rebuild the optimizer afterwards.
+        and the trainable parameters restart at zero, optionally with a new (p, l, tau,
+        parameterisation) for the next experience. New parameter objects are created: rebuild
+        the optimizer afterwards.
         """
         inner_ratio = self.inner_ratio if inner_ratio is None else inner_ratio
         outer_rank = self.requested_outer_rank if outer_rank is None else outer_rank
         tau = self.tau if tau is None else tau
-        validate_settings(inner_ratio, outer_rank, tau, self.rotation, self.subspace)
+        parameterisation = parameterisation or self.parameterisation
+        validate_settings(
+            inner_ratio, outer_rank, tau, self.rotation, self.subspace, parameterisation
+        )
         self.merge()
         self._w0_backup = None
         self.merged = False
-        requires_grad = self.delta_s.requires_grad
+        params = self.trainable_parameters
+        requires_grad = all(p.requires_grad for p in params) if params else True
         weight = self.base_layer.weight
         self._configure(
             inner_ratio,
@@ -513,6 +643,7 @@ class SSVDOLinear(SSVDOAdapter):
             tau,
             self.rotation,
             self.subspace,
+            parameterisation,
             dtype=weight.dtype,
             device=weight.device,
         )
@@ -557,18 +688,40 @@ class SSVDOLinear(SSVDOAdapter):
         self._w0_backup = None
         self.merged = False
 
-    def get_extra_state(self) -> dict[str, bool]:
-        return {"merged": self.merged}
+    def get_extra_state(self) -> dict[str, bool | str]:
+        return {"merged": self.merged, "parameterisation": self.parameterisation}
 
-    def set_extra_state(self, state: dict[str, bool]) -> None:
+    def set_extra_state(self, state: dict[str, bool | str]) -> None:
         # Runs after this module's buffers/parameters were loaded, before base_layer's: the
         # loaded base weight is W' if the checkpoint was saved merged and W0 otherwise.
         # Any kept W0 backup may not belong to the loaded weights: drop it.
         self._w0_backup = None
         self.merged = bool(state.get("merged", False))
+        # The generators only mean something under the parameterisation they were trained
+        # with; a checkpoint from before the setting existed was trained under v1.
+        loaded = state.get("parameterisation", "v1")
+        if loaded not in PARAMETERISATIONS:
+            raise ValueError(f"checkpoint parameterisation {loaded!r} not in {PARAMETERISATIONS}")
+        if loaded != self.parameterisation:
+            warnings.warn(
+                f"SSVDOLinear: the loaded state was saved with parameterisation={loaded!r}; "
+                f"switching from {self.parameterisation!r} to it",
+                stacklevel=2,
+            )
+            self.parameterisation = loaded
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", merged={self.merged}"
+
+
+def _drop_empty_generators(module: SSVDOAdapter, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints from before zero-size generators were dropped carry them as empty tensors
+    (e.g. ``outer_L`` of shape (m - n, 0)): skip those where this adapter has none."""
+    for name in GENERATORS:
+        key = prefix + name
+        value = state_dict.get(key)
+        if getattr(module, name) is None and torch.is_tensor(value) and value.numel() == 0:
+            del state_dict[key]
 
 
 def _note_missing_factors(module: SSVDOLinear, state_dict: dict, prefix: str, *args: Any) -> None:

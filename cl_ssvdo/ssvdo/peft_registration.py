@@ -13,10 +13,13 @@ never depends on recomputing the same singular-vector signs.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import warnings
 from typing import Any
 
 import torch
+from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
 from peft.utils import register_peft_method
 from peft.utils.peft_types import PeftType
@@ -127,12 +130,45 @@ class SSVDOPeftLinear(nn.Module, SSVDOLayer):
         return "ssvdo." + super().__repr__()
 
 
+def targets_regex(entries: Any) -> str:
+    """One full-match regex for a ``target_modules`` list mixing peft entries (exact name or
+    ``.<entry>`` suffix) and the plugins' ``fnmatch`` globs (entries with ``*?[``).
+
+    >>> import re
+    >>> rx = targets_regex(["*ffn.0", "out"])
+    >>> [bool(re.fullmatch(rx, n)) for n in ("b.0.ffn.0", "head.out", "b.0.ffn.3", "readout")]
+    [True, True, False, False]
+    """
+    parts = []
+    for entry in sorted(entries):
+        if any(c in entry for c in "*?["):
+            parts.append(fnmatch.translate(entry))
+        else:
+            parts.append(r"(?:.*\.)?" + re.escape(entry))
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _has_globs(entries: Any) -> bool:
+    return not isinstance(entries, str) and any(any(c in e for c in "*?[") for e in entries or ())
+
+
 class SSVDOModel(BaseTuner):
-    """peft tuner that puts ``SSVDOPeftLinear`` layers into a model (see ``SSVDOConfig``)."""
+    """peft tuner that puts ``SSVDOPeftLinear`` layers into a model (see ``SSVDOConfig``).
+
+    ``target_modules`` / ``exclude_modules`` lists may hold the plugins' globs (``"*ffn.0"``)
+    next to peft's names/suffixes; such a list is turned into one regex before injection.
+    """
 
     prefix: str = PREFIX
     tuner_layer_cls = SSVDOLayer
     target_module_mapping: dict[str, list[str]] = {}
+
+    def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict) -> PeftConfig:
+        for key in ("target_modules", "exclude_modules"):
+            entries = getattr(peft_config, key, None)
+            if _has_globs(entries):
+                setattr(peft_config, key, targets_regex(entries))
+        return super()._prepare_adapter_config(peft_config, model_config)
 
     def _create_and_replace(
         self,

@@ -16,17 +16,30 @@ Decisions (tested in ``tests/strategies/test_cl_plugins.py``):
 - Weight averaging must come after the adapter plugin in ``plugins=[...]``: Avalanche calls
   ``after_training_exp`` in list order and the average is taken over the merged, plain model.
 - Avalanche's classification-only plugins (EWC, MAS, LwF, GEM, A-GEM, RWalk, GDumb, LFL, CoPE,
-  BiC, ...) assume ``criterion(out, y)`` with class logits; they are rejected with a pointer to
-  the CTC versions here. Avalanche's ``ReplayPlugin`` and ``SynapticIntelligencePlugin`` work
-  on a CTC model as shipped.
+  BiC, ...) assume ``criterion(out, y)`` with class logits; on a speech model (CTC or seq2seq,
+  :func:`is_speech_model`; also when the model is not given) they are rejected with a pointer to
+  the CTC versions here. On any other model (a classifier) they compose with SSVD-O as shipped.
+  Avalanche's ``ReplayPlugin`` and ``SynapticIntelligencePlugin`` work on a CTC model as shipped.
 - Two plugins of the same continual-learning class are rejected (a configuration mistake).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["IncompatiblePlugins", "check_plugins", "incompatibilities"]
+__all__ = ["IncompatiblePlugins", "check_plugins", "incompatibilities", "is_speech_model"]
+
+# Modules whose models are speech recognisers (CTC or sequence-to-sequence).
+_SPEECH_MODULES = (
+    "cl_ssvdo.asr",
+    "speechbrain.",
+    "transformers.models.whisper",
+    "transformers.models.wav2vec2",
+    "transformers.models.hubert",
+    "transformers.models.wavlm",
+    "transformers.models.speech",
+)
 
 
 class IncompatiblePlugins(ValueError):
@@ -58,25 +71,52 @@ def _is_adapter(plugin) -> bool:
     return getattr(plugin, "adapter_method", None) is not None
 
 
-def incompatibilities(plugins: Sequence) -> list[str]:
-    """Every reason why ``plugins`` (in ``plugins=[...]`` order) do not compose; [] if fine."""
+def is_speech_model(model: Any) -> bool:
+    """Whether ``model`` is a CTC or seq2seq speech recogniser: ``model.is_speech_model`` when
+    set, else a class from this project's ``cl_ssvdo.asr``, SpeechBrain or a Hugging Face speech
+    model (Whisper, wav2vec 2.0, HuBERT, WavLM, Speech2Text); ``None`` (unknown) counts as speech.
+
+    >>> import torch
+    >>> is_speech_model(torch.nn.Linear(4, 2)), is_speech_model(None)
+    (False, True)
+    """
+    if model is None:
+        return True
+    flag = getattr(model, "is_speech_model", None)
+    if flag is not None:
+        return bool(flag)
+    return any(
+        type(m).__module__.startswith(_SPEECH_MODULES)
+        for m in (model.modules() if hasattr(model, "modules") else [model])
+    )
+
+
+def incompatibilities(plugins: Sequence, model: Any = None) -> list[str]:
+    """Every reason why ``plugins`` (in ``plugins=[...]`` order) do not compose on ``model``
+    (default: assumed a speech model); [] if fine."""
     from avalanche.training.plugins import SynapticIntelligencePlugin
 
     from .weight_averaging import WeightAveragingPlugin
 
     reasons: list[str] = []
     plugins = list(plugins)
+    speech = is_speech_model(model)
     adapters = [(i, p) for i, p in enumerate(plugins) if _is_adapter(p)]
     if len(adapters) > 1:
         names = [type(p).__name__ for _, p in adapters]
         reasons.append(f"several adapter plugins {names}: at most one adapter per experience")
     for i, p in enumerate(plugins):
         cls = type(p)
-        if cls.__module__.startswith("avalanche.") and cls.__name__ in _CLASSIFICATION_ONLY:
+        if (
+            cls.__module__.startswith("avalanche.")
+            and cls.__name__ in _CLASSIFICATION_ONLY
+            and speech
+        ):
             hint = _CLASSIFICATION_ONLY[cls.__name__]
             reasons.append(
                 f"avalanche {cls.__name__} assumes classification (criterion(out, y) over class "
-                f"logits) and cannot train a CTC model" + (f"; use {hint}" if hint else "")
+                f"logits) and cannot train a speech (CTC/seq2seq) model"
+                + (f"; use {hint}" if hint else "")
             )
         if isinstance(p, SynapticIntelligencePlugin):
             for _, a in adapters:
@@ -120,8 +160,8 @@ def incompatibilities(plugins: Sequence) -> list[str]:
     return reasons
 
 
-def check_plugins(plugins: Sequence) -> None:
+def check_plugins(plugins: Sequence, model: Any = None) -> None:
     """Raise :class:`IncompatiblePlugins` listing every reason; return None when they compose."""
-    reasons = incompatibilities(plugins)
+    reasons = incompatibilities(plugins, model)
     if reasons:
         raise IncompatiblePlugins("incompatible plugins:\n- " + "\n- ".join(reasons))

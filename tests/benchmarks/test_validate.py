@@ -106,11 +106,14 @@ def test_structural_errors_always_raise(tmp_path):
         validate_manifest(tmp_path / "dur.csv", policy="drop")
 
 
-def test_resampled_and_stereo_audio_is_fine(tmp_path):
+def test_resampled_and_stereo_audio_needs_conversion_allowed(tmp_path):
     write_tone(
         tmp_path / "audio" / "st.flac", seconds=1.0, sample_rate=44100, channels=2, format="FLAC"
     )
     path = write_manifest(
         tmp_path / "m.csv", [ManifestRow("st", 1.0, "audio/st.flac", "", "ok", "")]
     )
-    assert validate_manifest(path).ok
+    with pytest.raises(ManifestError, match="2 channels"):
+        validate_manifest(path, sample_rate=16000)
+    report = validate_manifest(path, sample_rate=16000, convert=True)
+    assert report.ok and report.converted == 1

@@ -18,11 +18,14 @@ SUBCOMMANDS = {
     "sweep",
     "compare",
     "evaluate",
+    "export",
     "report",
     "sync",
     "ui",
     "demo",
     "study",
+    "models",
+    "server",
 }
 
 

@@ -168,6 +168,19 @@ def test_sweep_is_one_parent_with_children_in_one_experiment(
     assert sorted(r.info.run_name for r in children) == ["lora-b8000-s0", "ssvdo-b8000-s0"]
     assert len(client.search_runs([exp_id])) == 3
     assert all(r.info.status == "FINISHED" for r in children)
+    # the UI reads right: runs table first, each run its own description and adapter params
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    by_name = {r.info.run_name: r for r in children}
+    notes = {n: r.data.tags["mlflow.note.content"] for n, r in by_name.items()}
+    assert notes["ssvdo-b8000-s0"].startswith("SSVD-O on the feed-forward layers")
+    assert notes["lora-b8000-s0"].startswith("LoRA (peft)")
+    assert not any("Naive sequential" in n for n in notes.values())
+    for name, method in (("ssvdo-b8000-s0", "ssvdo"), ("lora-b8000-s0", "lora")):
+        params = by_name[name].data.params
+        assert params["adapter.method"] == method
+        assert 0 < int(params["adapter.budget"]) <= 8000
+        assert 0 < float(params["adapter.inner_share"]) <= 1
+    assert parent.data.params["sweep.budgets"] == "[8000]"
     arts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {
         "comparison.csv",

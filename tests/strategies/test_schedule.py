@@ -203,3 +203,79 @@ def test_lower_vs_upper_blocks_and_round_trip() -> None:
     assert GroupSetting.parse({"inner_ratio": 1}, "x") == GroupSetting(
         inner_ratio=1.0, outer_rank=0
     )
+
+
+def test_subspace_per_group_and_experience() -> None:
+    data = {
+        "groups": GROUPS,
+        "per_experience": [
+            {
+                "up": {"inner_ratio": 0.25, "outer_rank": 4, "subspace": "tail"},
+                "down": {"inner_ratio": 0.25},
+            },
+            {
+                "up": {"budget": 6000, "inner_share": 0.5, "subspace": "auto"},
+                "down": {"inner_ratio": 0.25, "subspace": "top"},
+            },
+        ],
+    }
+    s = BudgetSchedule.from_dict(data)
+    first, second = s.resolve(0, LAYERS), s.resolve(1, LAYERS)
+    assert {(r.group, r.subspace) for r in first} == {("up", "tail"), ("down", None)}
+    assert {(r.group, r.subspace) for r in second} == {("up", "auto"), ("down", "top")}
+    # the subspace does not change the counts, and survives a round trip through to_dict
+    plain = BudgetSchedule.constant(
+        {"up": {"inner_ratio": 0.25, "outer_rank": 4}, "down": {"inner_ratio": 0.25}}, GROUPS
+    )
+    assert [r.trainable for r in first] == [r.trainable for r in plain.resolve(0, LAYERS)]
+    assert BudgetSchedule.from_dict(s.to_dict()).to_dict() == s.to_dict()
+    assert s.to_dict()["per_experience"][0]["up"]["subspace"] == "tail"
+    # a decaying schedule keeps the subspace at every experience (it is not a scalable field)
+    d = BudgetSchedule.decaying({"inner_ratio": 0.5, "subspace": "tail"}, factor=0.5)
+    assert [d.resolve(i, LAYERS)[0].subspace for i in range(3)] == ["tail"] * 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"constant": {"inner_ratio": 0.5, "subspace": "middle"}},
+            r"all.subspace: must be one of \['top', 'tail', 'auto'\]",
+        ),
+        (
+            {
+                "decaying": {
+                    "start": {"inner_ratio": 0.5, "subspace": "tail"},
+                    "factor": {"subspace": 0.5},
+                }
+            },
+            r"decay.subspace: unknown field",
+        ),
+        ({"constant": {"subspace": "tail"}}, "needs inner_ratio"),
+    ],
+)
+def test_subspace_errors_name_the_field(data, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message):
+        BudgetSchedule.from_dict(data)
+
+
+def test_inner_outer_share_moves_over_experiences() -> None:
+    """The budget's inner/outer split can change per experience (per_experience) or drift
+    (decaying with an inner_share factor): the outer part of the count follows it."""
+    layers = [row for row in LAYERS if row[0].endswith("ffn.0")]
+
+    def outer_params(s: BudgetSchedule, i: int) -> int:
+        return sum(r.outer_rank * (r.out_features - r.in_features) for r in s.resolve(i, layers))
+
+    moving = BudgetSchedule.per_experience(
+        [{"budget": 20000, "inner_share": share} for share in (0.2, 0.5, 1.0)]
+    )
+    outer = [outer_params(moving, i) for i in range(3)]
+    assert outer[0] > outer[1] > outer[2] == 0
+    assert all(moving.total(i, layers) <= 20000 for i in range(3))
+    drifting = BudgetSchedule.decaying(
+        {"budget": 20000, "inner_share": 0.25}, factor={"inner_share": 2.0}
+    )
+    assert [drifting.settings_for(i)["all"].inner_share for i in range(4)] == [0.25, 0.5, 1.0, 1.0]
+    outer = [outer_params(drifting, i) for i in range(4)]
+    assert outer[0] > outer[1] > outer[2] == outer[3] == 0

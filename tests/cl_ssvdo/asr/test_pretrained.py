@@ -128,7 +128,7 @@ def test_a_users_own_speechbrain_folder_loads(tmp_path) -> None:
     enc.update_from_iterable("ab c", sequence_input=False)
     enc.save(tmp_path / "tokenizer.ckpt")
 
-    model, tokenizer, preset = load_pretrained(tmp_path)
+    model, tokenizer, preset = load_pretrained(tmp_path, trust_folder=True)
     assert isinstance(model, ExternalEncoderCTC) and preset is None
     assert isinstance(tokenizer, CharTokenizer) and tokenizer.charset == "ab c"
     wavs = torch.randn(2, 8000)

@@ -1,0 +1,597 @@
+"""SSVDOLinear: a frozen ``nn.Linear`` adapted by SSVD-O (inner + outer structured-SVD transforms).
+
+W0 = U diag(s) V^T (m x n). Trainable: the k(k-1)/2 free entries of a skew K (inner rotation of
+k right singular vectors, Cayley or first-order), ds (k shifts of their singular values), and
+L ((m - n) x l, outer rotation of the top-l left singular vectors into the complement of span(U)).
+W' = U' diag(s') V'^T. Only a handful of components J change, so the layer keeps just those
+(U_J, s_J, V_J) plus Householder reflectors for the complement, and runs
+
+    h = x V_J;  y = x W0^T + b + (h core_top^T) U_J^T + (h core_outer^T) (U_perp Q)^T
+                                                  (rank a + l <= 2a correction), or
+    y = x (W0 + dW)^T + b                         (one dense W' per call),
+
+whichever costs fewer FLOPs for the call (see ``_use_lowrank``). In the low-rank path the two
+corrections accumulate into the base output in place, and the frozen U_J never gets a gradient.
+It never recomposes W' from full factors. This module must not depend on peft, speechbrain,
+avalanche or mlflow.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .decompose import apply_complement, complement_reflectors, singular_triplets
+from .rotations import ROTATIONS, inner_rotation, outer_rotation
+from .serial import serial_call
+
+SUBSPACES = ("top", "tail")
+FORWARD_PATHS = ("auto", "lowrank", "dense")
+_FACTOR_BUFFERS = ("svd_U", "svd_s", "svd_V", "perp_reflectors", "perp_tau")
+
+
+def validate_settings(
+    inner_ratio: Any, outer_rank: Any, tau: Any, rotation: Any, subspace: Any
+) -> None:
+    """Raise ValueError/TypeError naming the offending argument."""
+    if isinstance(inner_ratio, bool) or not isinstance(inner_ratio, int | float):
+        raise TypeError(f"inner_ratio must be a number in [0, 1], got {inner_ratio!r}")
+    if not 0.0 <= float(inner_ratio) <= 1.0:  # also rejects NaN
+        raise ValueError(f"inner_ratio must be in [0, 1], got {inner_ratio!r}")
+    if isinstance(outer_rank, bool) or not isinstance(outer_rank, int):
+        raise TypeError(f"outer_rank must be a non-negative int, got {outer_rank!r}")
+    if outer_rank < 0:
+        raise ValueError(f"outer_rank must be >= 0, got {outer_rank}")
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, int | float)
+        or not math.isfinite(tau)
+        or tau <= 0
+    ):
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    if rotation not in ROTATIONS:
+        raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
+    if subspace not in SUBSPACES:
+        raise ValueError(f"subspace must be one of {SUBSPACES}, got {subspace!r}")
+
+
+def ssvdo_ranks(
+    out_features: int, in_features: int, inner_ratio: float, outer_rank: int
+) -> tuple[int, int]:
+    """Effective (k, l) for an m x n layer: k = round(p * r) (halves round up), and
+    l = min(outer_rank, r, m - n), which is 0 when m <= n.
+
+    Example
+    -------
+    >>> ssvdo_ranks(4096, 1024, 0.05, 16), ssvdo_ranks(1024, 4096, 0.05, 16)
+    ((51, 16), (51, 0))
+    """
+    r = min(out_features, in_features)
+    k = int(math.floor(inner_ratio * r + 0.5))
+    extra = out_features - in_features
+    outer = 0 if extra <= 0 else min(outer_rank, r, extra)
+    return k, outer
+
+
+def ssvdo_num_parameters(
+    out_features: int, in_features: int, inner_rank: int, outer_rank: int
+) -> int:
+    """Trainable parameters for effective ranks (k, l): k(k-1)/2 + k + (m - n) l."""
+    return (
+        inner_rank * (inner_rank - 1) // 2
+        + inner_rank
+        + max(out_features - in_features, 0) * outer_rank
+    )
+
+
+def component_indices(rank: int, inner_rank: int, outer_rank: int, subspace: str) -> list[int]:
+    """Indices J (into descending singular values) that the adapter changes.
+
+    "top": 0 .. max(k, l) - 1. "tail": the top l (outer) and the last k (inner).
+    """
+    if subspace == "top":
+        return list(range(max(inner_rank, outer_rank)))
+    return sorted(set(range(outer_rank)) | set(range(rank - inner_rank, rank)))
+
+
+class DeltaBlocks(NamedTuple):
+    """dW = U core_top V^T + outer_left core_outer V^T (see ``SSVDOAdapter.delta_blocks``).
+
+    U: (m, a) frozen; core_top: (a, a); outer_left: U_perp Q, (m, l), or None when l = 0;
+    core_outer: (l, a) or None; V: (n, a) frozen.
+    """
+
+    U: torch.Tensor
+    core_top: torch.Tensor
+    outer_left: torch.Tensor | None
+    core_outer: torch.Tensor | None
+    V: torch.Tensor
+
+    def dense(self, base: torch.Tensor | None = None) -> torch.Tensor:
+        """dW, or ``base + dW`` accumulated by ``addmm`` when ``base`` (m, n) is given."""
+        top = self.core_top @ self.V.T
+        if base is None:
+            delta = self.U @ top
+        else:
+            delta = torch.addmm(base, self.U.to(base.dtype), top.to(base.dtype))
+        if self.outer_left is not None:
+            outer = (self.core_outer @ self.V.T).to(delta.dtype)
+            delta = torch.addmm(delta, self.outer_left.to(delta.dtype), outer)
+        return delta
+
+    def add_lowrank_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """out += x dW^T in place, x: (tokens, n), out: (tokens, m); returns ``out``.
+
+        Three thin products per term: h = x V (tokens, a) once, then (h core^T) left^T
+        accumulated into ``out`` by ``addmm_``.
+        """
+        dtype = out.dtype
+        h = F.linear(x, self.V.T.to(x.dtype))
+        out.addmm_(F.linear(h, self.core_top.to(h.dtype)).to(dtype), self.U.T.to(dtype))
+        if self.outer_left is not None:
+            coeff = F.linear(h, self.core_outer.to(h.dtype)).to(dtype)
+            out.addmm_(coeff, self.outer_left.T.to(dtype))
+        return out
+
+
+class SSVDOAdapter(nn.Module):
+    """The SSVD-O state of one m x n weight: trainable generators and the frozen factors they act on.
+
+    Holds no weight of its own: ``SSVDOLinear`` pairs it with a base ``nn.Linear``, and the peft
+    layer keeps one per adapter name. Arguments as in ``SSVDOLinear``, plus the layer shape.
+
+    Parameters (trainable): ``inner_skew`` (k(k-1)/2,), ``delta_s`` (k,), ``outer_L`` (m - n, l).
+    Buffers (persistent, so a saved adapter never depends on recomputing the same SVD signs):
+    ``svd_U`` (m, a), ``svd_s`` (a,), ``svd_V`` (n, a), ``perp_reflectors`` (m, n) and
+    ``perp_tau`` (n,) when l > 0 (else empty).
+    """
+
+    def __init__(
+        self,
+        out_features: int,
+        in_features: int,
+        inner_ratio: float,
+        outer_rank: int = 0,
+        tau: float = 1e-3,
+        rotation: str = "cayley",
+        subspace: str = "top",
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        validate_settings(inner_ratio, outer_rank, tau, rotation, subspace)
+        self.out_features, self.in_features = int(out_features), int(in_features)
+        self.forward_path = "auto"
+        self._configure(
+            inner_ratio, outer_rank, tau, rotation, subspace, dtype=dtype, device=device
+        )
+
+    # ----------------------------------------------------------------- set-up
+    def _configure(
+        self,
+        inner_ratio: float,
+        outer_rank: int,
+        tau: float,
+        rotation: str,
+        subspace: str,
+        *,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> None:
+        m, n = self.out_features, self.in_features
+        self.inner_ratio = float(inner_ratio)
+        self.requested_outer_rank = int(outer_rank)
+        self.inner_rank, self.outer_rank = ssvdo_ranks(m, n, inner_ratio, outer_rank)
+        self.tau = float(tau)
+        self.rotation = rotation
+        self.subspace = subspace
+        self._indices = component_indices(min(m, n), self.inner_rank, self.outer_rank, subspace)
+        k, outer, a = self.inner_rank, self.outer_rank, len(self._indices)
+        self._inner_start = 0 if subspace == "top" else a - k
+        opts = {"dtype": dtype, "device": device}
+        self.inner_skew = nn.Parameter(torch.zeros(k * (k - 1) // 2, **opts))
+        self.delta_s = nn.Parameter(torch.zeros(k, **opts))
+        self.outer_L = nn.Parameter(torch.zeros(max(m - n, 0), outer, **opts))
+        self.register_buffer("svd_U", torch.zeros(m, a, **opts))
+        self.register_buffer("svd_s", torch.zeros(a, **opts))
+        self.register_buffer("svd_V", torch.zeros(n, a, **opts))
+        # Column-major (strides (1, m)), as geqrf returns it and ormqr reads it: any other
+        # layout makes every ormqr call (forward and backward) copy all m x n numbers.
+        reflectors = torch.zeros((n, m) if outer else (0, 0), **opts).mT
+        self.register_buffer("perp_reflectors", reflectors)
+        self.register_buffer("perp_tau", torch.zeros(n if outer else 0, **opts))
+
+    @property
+    def num_components(self) -> int:
+        """a = |J|, the number of singular components that change (max(k, l) for "top")."""
+        return len(self._indices)
+
+    @property
+    def trainable_parameters(self) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+        """(inner_skew, delta_s, outer_L)."""
+        return self.inner_skew, self.delta_s, self.outer_L
+
+    @torch.no_grad()
+    def decompose_weight(self, weight: torch.Tensor) -> None:
+        """Factorise ``weight`` (m, n) and reset the generators to zero (adapter = identity)."""
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise ValueError(
+                f"weight shape {tuple(weight.shape)} != adapter shape {(self.out_features, self.in_features)}"
+            )
+        factors = singular_triplets(weight, self._indices)
+        self.svd_U.copy_(factors.U)
+        self.svd_s.copy_(factors.s)
+        self.svd_V.copy_(factors.V)
+        if self.outer_rank:
+            reflectors, h_tau = complement_reflectors(weight)
+            self.perp_reflectors.copy_(reflectors)
+            self.perp_tau.copy_(h_tau)
+        for param in self.trainable_parameters:
+            param.zero_()
+
+    # ----------------------------------------------------------------- maths
+    def _complement(self, coords: torch.Tensor) -> torch.Tensor:
+        return apply_complement(self.perp_reflectors, self.perp_tau, coords)
+
+    def _blocks(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(C, Q, G) of the current parameters (None where that transform is off)."""
+        C = Q = G = None
+        if self.outer_rank:
+            C, Q = outer_rotation(self.outer_L, self.tau)
+        if self.inner_rank:
+            G = inner_rotation(self.inner_skew, self.inner_rank, self.rotation)
+        return C, Q, G
+
+    def _adapted_s_and_g(self, G: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """s'_J (a,) and the a x a block-diagonal G_full (G at the inner positions, I elsewhere)."""
+        a, k, start = self.num_components, self.inner_rank, self._inner_start
+        s = self.svd_s
+        opts = {"dtype": s.dtype, "device": s.device}
+        if G is None:
+            return s, torch.eye(a, **opts)
+        if k == a:  # the inner transform covers J (inner-heavy "top" layers): no padding
+            return s + self.delta_s, G
+        g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
+        s_new = torch.cat([s[:start], s[start : start + k] + self.delta_s, s[start + k :]])
+        return s_new, g_full
+
+    def adapted_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The changed components of W' = U' diag(s') V'^T: U'_J (m, a), s'_J (a,), V'_J (n, a).
+
+        All other singular components of W' equal those of W0.
+        """
+        C, Q, G = self._blocks()
+        s_new, g_full = self._adapted_s_and_g(G)
+        U = self.svd_U
+        if C is not None:
+            top = self.outer_rank
+            U = torch.cat([U[:, :top] @ C + self._complement(Q), U[:, top:]], dim=1)
+        return U, s_new, self.svd_V @ g_full
+
+    def _cores(
+        self, inner_skew: torch.Tensor, delta_s: torch.Tensor, outer_L: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """(core_top,) or (core_top, U_perp Q, core_outer) from the trainable parameters (see
+        ``delta_blocks``): a x a and (m - n) x l operations and one ``ormqr``."""
+        C = Q = G = None
+        if self.outer_rank:
+            C, Q = outer_rotation(outer_L, self.tau)
+        if self.inner_rank:
+            G = inner_rotation(inner_skew, self.inner_rank, self.rotation)
+        a, k, start = self.num_components, self.inner_rank, self._inner_start
+        s = self.svd_s
+        if G is None:
+            scaled = torch.diag(s)
+        elif k == a:  # the inner transform covers J (inner-heavy "top" layers)
+            scaled = (s + delta_s)[:, None] * G.T
+        else:
+            opts = {"dtype": s.dtype, "device": s.device}
+            g_full = torch.block_diag(torch.eye(start, **opts), G, torch.eye(a - start - k, **opts))
+            s_new = torch.cat([s[:start], s[start : start + k] + delta_s, s[start + k :]])
+            scaled = s_new[:, None] * g_full.T  # diag(s') G_full^T, (a, a)
+        shift = torch.diag(s)
+        if C is None:
+            return (scaled - shift,)
+        top = self.outer_rank
+        core_top = torch.cat([C @ scaled[:top], scaled[top:]], dim=0) - shift
+        return core_top, self._complement(Q), scaled[:top]
+
+    def delta_blocks(self) -> DeltaBlocks:
+        """Factors of dW = W' - W0 with the frozen and the trainable left factor apart.
+
+        With U'_J = U_J C_full + U_perp [Q, 0] and V'_J = V_J G_full:
+        dW = U_J core_top V_J^T + (U_perp Q) core_outer V_J^T, where
+        core_top = C_full diag(s') G_full^T - diag(s) and core_outer = (diag(s') G_full^T)[:l].
+        Keeping U_J (a buffer) apart from U_perp Q means autograd never computes a gradient
+        for the m x a frozen factor, only for the m x l one. The parameter side (everything
+        that does not scale with the tokens, ``ormqr`` included: blocked into 32-column
+        panels it is many small parallel regions too) runs on one CPU thread
+        (``serial.serial_call``); the token-sized products in the forward keep every thread.
+        """
+        cores = serial_call(self._cores, self.inner_skew, self.delta_s, self.outer_L)
+        if len(cores) == 1:
+            return DeltaBlocks(self.svd_U, cores[0], None, None, self.svd_V)
+        return DeltaBlocks(self.svd_U, cores[0], cores[1], cores[2], self.svd_V)
+
+    def delta_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """dW = left @ core @ V_J^T (rank <= a + l <= 2a) in one piece.
+
+        Returns
+        -------
+        left : torch.Tensor
+            [U_J, U_perp Q], shape (m, a + l).
+        core : torch.Tensor
+            [core_top; core_outer], shape (a + l, a).
+        V : torch.Tensor
+            V_J, shape (n, a) (a frozen buffer).
+        """
+        blocks = self.delta_blocks()
+        if blocks.outer_left is None:
+            return blocks.U, blocks.core_top, blocks.V
+        left = torch.cat([blocks.U, blocks.outer_left], dim=1)
+        return left, torch.cat([blocks.core_top, blocks.core_outer], dim=0), blocks.V
+
+    def delta_weight(self) -> torch.Tensor:
+        """dW = W' - W0, shape (m, n)."""
+        return self.delta_blocks().dense()
+
+    def adapted_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """W' = ``weight`` + dW, shape (m, n), with dW accumulated into a copy of ``weight``."""
+        return self.delta_blocks().dense(weight)
+
+    def _use_lowrank(self, tokens: int, training: bool) -> bool:
+        """Compare multiply-adds of the two forward paths for this call (w = a + l).
+
+        low-rank, per token: forward n a + a w + m w; training adds m w + m l (grads of the
+        low-rank activations and of U_perp Q), 2 a w (core) and n a (input).
+        dense: forming W' costs (a + l) m n + w a n per call; training adds tokens m n (the
+        gradient of W') and about the forming cost again to push it into the factors.
+        """
+        if self.forward_path not in FORWARD_PATHS:
+            raise ValueError(
+                f"forward_path must be one of {FORWARD_PATHS}, got {self.forward_path!r}"
+            )
+        if self.forward_path != "auto":
+            return self.forward_path == "lowrank"
+        m, n, a, ol = self.out_features, self.in_features, self.num_components, self.outer_rank
+        w = a + ol
+        lowrank = n * a + a * w + m * w
+        dense = w * m * n + w * a * n
+        if training:
+            lowrank += m * w + m * ol + 2 * a * w + n * a
+            dense = 2 * dense + tokens * m * n
+        return tokens * lowrank <= dense
+
+    def lowrank_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """x dW^T through the factors, x: (..., n) -> (..., m)."""
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        out = x2.new_zeros(x2.shape[0], self.out_features)
+        return self.delta_blocks().add_lowrank_(out, x2).view(*lead, self.out_features)
+
+    def adapted_linear(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x W'^T + b with W' = weight + dW, by the cheaper path. x: (..., n) -> (..., m)."""
+        if self.num_components == 0:
+            return F.linear(x, weight, bias)
+        training = torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.trainable_parameters
+        )
+        tokens = x.numel() // max(self.in_features, 1)
+        lowrank = self._use_lowrank(tokens, training)
+        if training and not x.is_contiguous() and self.forward_path == "auto":
+            # torch.matmul flattens a strided (..., n) input differently when the weight needs
+            # a gradient, so a dense W' (even == W0 at init) would round unlike the base layer.
+            lowrank = True
+        if lowrank:
+            if not x.is_contiguous():
+                # Flattening would copy x, and F.linear on the copy rounds differently from
+                # F.linear on x: keep the base product on x itself.
+                return F.linear(x, weight, bias) + self.lowrank_delta(x)
+            # The low-rank terms accumulate into the base output in place (addmm_): no
+            # tokens x m temporary and no extra pass over it. F.linear keeps only its inputs
+            # for backward, so writing into its output is safe for autograd. A contiguous x
+            # flattens to a view, and F.linear on it is the very same GEMM as on x.
+            x2 = x.view(-1, self.in_features)
+            out = self.delta_blocks().add_lowrank_(F.linear(x2, weight, bias), x2)
+            return out.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.adapted_weight(weight).to(x.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"out_features={self.out_features}, in_features={self.in_features}, "
+            f"inner_rank={self.inner_rank}, outer_rank={self.outer_rank}, tau={self.tau:g}, "
+            f"rotation={self.rotation!r}, subspace={self.subspace!r}"
+        )
+
+
+class SSVDOLinear(SSVDOAdapter):
+    """SSVD-O adapter around a frozen ``nn.Linear``.
+
+    Arguments
+    ---------
+    base_layer : nn.Linear
+        The pretrained layer (m = out_features, n = in_features). Kept (frozen) as
+        ``base_layer``; its current weight is decomposed at construction and by ``decompose()``.
+    inner_ratio : float
+        p in [0, 1]; k = round(p * min(m, n)) right singular vectors are rotated.
+    outer_rank : int
+        Requested l >= 0; the effective ``outer_rank`` is min(l, r, m - n), 0 when m <= n.
+    tau : float
+        > 0, sensitivity of the outer rotation (angle ~ |L| / sqrt(tau)).
+    rotation : str
+        "cayley" (exactly orthogonal) or "linear" (G = I + 2K, the SSVD code's map).
+    subspace : str
+        "top": the inner transform adapts the top k components; "tail": the last k (keeps the
+        dominant directions intact). The outer transform always acts on the top l.
+
+    Example
+    -------
+    >>> layer = SSVDOLinear(nn.Linear(8, 16), inner_ratio=0.5, outer_rank=2)
+    >>> layer.inner_rank, layer.outer_rank, layer(torch.randn(3, 8)).shape
+    (4, 2, torch.Size([3, 16]))
+    >>> sum(p.numel() for p in layer.parameters() if p.requires_grad)  # 4*3/2 + 4 + 8*2
+    26
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        inner_ratio: float,
+        outer_rank: int = 0,
+        tau: float = 1e-3,
+        rotation: str = "cayley",
+        subspace: str = "top",
+    ) -> None:
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(
+                f"base_layer must be a torch.nn.Linear, got {type(base_layer).__name__}"
+            )
+        weight = base_layer.weight
+        super().__init__(
+            weight.shape[0],
+            weight.shape[1],
+            inner_ratio,
+            outer_rank,
+            tau,
+            rotation,
+            subspace,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        self.base_layer = base_layer
+        self.base_layer.requires_grad_(False)
+        self.merged = False
+        self.register_buffer("_w0_backup", None, persistent=False)
+        self.decompose()
+        self._decompose_after_load = False
+        self.register_load_state_dict_pre_hook(_note_missing_factors)
+        self.register_load_state_dict_post_hook(_decompose_if_noted)
+
+    def decompose(self) -> None:
+        """Factorise the base weight as it is now and reset the adapter to identity (W' = W0).
+
+        Call after loading new weights into ``base_layer`` behind the adapter's back.
+        """
+        if self.merged:
+            raise RuntimeError(
+                "decompose() on a merged SSVDOLinear: call unmerge() or redecompose()"
+            )
+        self.decompose_weight(self.base_layer.weight)
+
+    @torch.no_grad()
+    def redecompose(
+        self,
+        inner_ratio: float | None = None,
+        outer_rank: int | None = None,
+        tau: float | None = None,
+    ) -> None:
+        """Fold the current adaptation into the base weight and start afresh from it.
+
+        W' becomes the new W0 (the pre-merge weight is dropped), the SVD is recomputed from it,
+        and the trainable parameters restart at zero, optionally with a new (p, l, tau) for the
+        next experience. New parameter objects are created: rebuild the optimizer afterwards.
+        """
+        inner_ratio = self.inner_ratio if inner_ratio is None else inner_ratio
+        outer_rank = self.requested_outer_rank if outer_rank is None else outer_rank
+        tau = self.tau if tau is None else tau
+        validate_settings(inner_ratio, outer_rank, tau, self.rotation, self.subspace)
+        self.merge()
+        self._w0_backup = None
+        self.merged = False
+        requires_grad = self.delta_s.requires_grad
+        weight = self.base_layer.weight
+        self._configure(
+            inner_ratio,
+            outer_rank,
+            tau,
+            self.rotation,
+            self.subspace,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        for param in self.trainable_parameters:
+            param.requires_grad_(requires_grad)
+        self.decompose()
+
+    def _w0(self) -> torch.Tensor:
+        return self._w0_backup if self.merged else self.base_layer.weight
+
+    def merged_weight(self) -> torch.Tensor:
+        """W' = W0 + dW, shape (m, n) (differentiable w.r.t. the adapter parameters)."""
+        return self.adapted_weight(self._w0())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., n) -> (..., m). While merged, only the base layer runs."""
+        if self.merged:
+            return self.base_layer(x)
+        return self.adapted_linear(x, self.base_layer.weight, self.base_layer.bias)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Write W' into ``base_layer.weight`` (keeps W0 for ``unmerge``). No-op if merged."""
+        if self.merged:
+            return
+        weight = self.base_layer.weight
+        merged = self.merged_weight()
+        self._w0_backup = weight.detach().clone()
+        weight.copy_(merged)
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore W0 bit-exactly. No-op if not merged."""
+        if not self.merged:
+            return
+        if self._w0_backup is None:
+            raise RuntimeError(
+                "this SSVDOLinear was loaded merged: the pre-merge weight is not available"
+            )
+        self.base_layer.weight.copy_(self._w0_backup)
+        self._w0_backup = None
+        self.merged = False
+
+    def get_extra_state(self) -> dict[str, bool]:
+        return {"merged": self.merged}
+
+    def set_extra_state(self, state: dict[str, bool]) -> None:
+        # Runs after this module's buffers/parameters were loaded, before base_layer's: the
+        # loaded base weight is W' if the checkpoint was saved merged and W0 otherwise.
+        # Any kept W0 backup may not belong to the loaded weights: drop it.
+        self._w0_backup = None
+        self.merged = bool(state.get("merged", False))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", merged={self.merged}"
+
+
+def _note_missing_factors(module: SSVDOLinear, state_dict: dict, prefix: str, *args: Any) -> None:
+    """A state dict that brings a base weight but no factors (e.g. a checkpoint of the model
+    before injection, loaded with strict=False): factorise that weight once loading is done."""
+    brings_weight = prefix + "base_layer.weight" in state_dict
+    brings_factors = all(prefix + name in state_dict for name in _FACTOR_BUFFERS)
+    module._decompose_after_load = brings_weight and not brings_factors
+
+
+def _decompose_if_noted(module: SSVDOLinear, incompatible_keys: Any) -> None:
+    if module._decompose_after_load and not module.merged:
+        module.decompose()
+    module._decompose_after_load = False
+
+
+def basis_drift(layer: SSVDOLinear) -> dict[str, float]:
+    """Orthonormality error of the adapted bases: max |U'^T U' - I| and max |V'^T V' - I| over
+    the changed components J (the rest of U and V is untouched)."""
+    with torch.no_grad():
+        U, _, V = layer.adapted_factors()
+        a = U.shape[1]
+        eye = torch.eye(a, dtype=U.dtype, device=U.device)
+        u_err = (U.T @ U - eye).abs().max().item() if a else 0.0
+        v_err = (V.T @ V - eye).abs().max().item() if a else 0.0
+    return {"U": u_err, "V": v_err}

@@ -1,0 +1,80 @@
+"""Bad input is named (file, row, field, reason) or, with policy ``skip``, dropped and listed:
+real wav files with 0 frames, 8 kHz, two channels, a 3,000-word transcript on 2 s; Latin-1 and
+BOM manifests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmarks.dataset import ManifestDataset
+from benchmarks.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
+from benchmarks.text import normalize_transcript
+from benchmarks.validate import validate_manifest
+
+
+def _tone(seconds: float, rate: int = 16000, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def _stream(tmp_path, clips: dict[str, tuple[np.ndarray, int, str]]):
+    rows = []
+    for utt, (audio, rate, words) in clips.items():
+        sf.write(tmp_path / f"{utt}.wav", audio, rate, subtype="PCM_16")
+        rows.append(ManifestRow(utt, len(audio) / rate, f"{utt}.wav", "s1", words, "d"))
+    return write_manifest(tmp_path / "d_test.csv", rows)
+
+
+BAD = {
+    "empty": (np.zeros(0, dtype=np.float32), 16000, "hello", "no audio frames"),
+    "narrow": (_tone(1.0, 8000), 8000, "hello", "sample rate 8000 Hz"),
+    "stereo": (_tone(1.0, channels=2), 16000, "hello", "2 channels"),
+    "chatty": (_tone(2.0), 16000, " ".join(["word"] * 3000), "too long for its audio"),
+}
+
+
+@pytest.mark.parametrize("utt", sorted(BAD))
+def test_each_bad_row_is_named(utt, tmp_path) -> None:
+    audio, rate, words, reason = BAD[utt]
+    manifest = _stream(tmp_path, {"good": (_tone(1.0), 16000, "fine"), utt: (audio, rate, words)})
+    with pytest.raises(ManifestError, match=reason) as err:
+        validate_manifest(manifest, policy="error", sample_rate=16000)
+    assert err.value.row_id == utt and str(manifest) in str(err.value)
+    assert err.value.field == ("wrd" if utt == "chatty" else "wav")
+
+
+def test_skip_drops_counts_and_lists_in_the_given_folder(tmp_path) -> None:
+    clips = {"good": (_tone(1.0), 16000, "fine")}
+    clips.update({u: (a, r, w) for u, (a, r, w, _) in BAD.items()})
+    manifest = _stream(tmp_path, clips)
+    run_dir = tmp_path / "run"
+    report = validate_manifest(manifest, policy="skip", sample_rate=16000, skipped_dir=run_dir)
+    assert report.n_kept == 1 and sorted(report.skipped_ids) == sorted(BAD)
+    assert report.skipped_file == run_dir / "d_test.skipped.tsv"
+    assert len(report.skipped_file.read_text().splitlines()) == 1 + len(BAD)
+    assert not (tmp_path / "d_test.skipped.tsv").exists()  # the stream folder is not written
+
+
+def test_a_header_only_wav_is_named_when_loaded(tmp_path) -> None:
+    manifest = _stream(tmp_path, {"empty": (np.zeros(0, dtype=np.float32), 16000, "hi")})
+    with pytest.raises(ManifestError, match="no audio frames") as err:
+        ManifestDataset(manifest, root=tmp_path)[0]
+    assert err.value.row_id == "empty" and err.value.field == "wav"
+
+
+def test_latin1_is_named_and_a_bom_is_accepted(tmp_path) -> None:
+    manifest = _stream(tmp_path, {"good": (_tone(1.0), 16000, "cafe")})
+    text = manifest.read_text(encoding="utf-8").replace("cafe", "café")
+    manifest.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"not UTF-8: byte 0xe9 on line 2"):
+        read_manifest(manifest)
+    manifest.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert [r.wrd for r in read_manifest(manifest)] == ["café"]
+
+
+def test_one_normaliser_keeps_words_apart_and_spells_digits() -> None:
+    assert normalize_transcript("three@three#six") == "three three six"
+    assert normalize_transcript("call 3 3 6 \U0001f600 now!") == "call three three six now"
