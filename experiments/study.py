@@ -62,6 +62,7 @@ from experiments.config import (
     fill_defaults,
     flatten,
     load_config,
+    load_schema,
     resolve_config_path,
     validate_config,
 )
@@ -110,6 +111,8 @@ STUDY_SCHEMA: dict[str, Any] = {
             "description": "Experiment config giving workdir, stream and tracking (next to this file, or shipped).",
         },
         "experiment": {"type": "string", "minLength": 1, "default": "cl-ssvdo-study"},
+        # where every sweep's children run: the run configs' own executor section (docs/scale.md)
+        "executor": load_schema()["properties"]["executor"],
         "seeds": {
             "type": "array",
             "items": {"type": "integer", "minimum": 0},

@@ -54,3 +54,13 @@ def test_sweep_folder_does_not_depend_on_the_executor() -> None:
     local = load_config("demo")
     ray = load_config("demo", {"executor": {"kind": "ray"}})
     assert _sweep_folder(local).path == _sweep_folder(ray).path
+
+
+def test_a_study_config_holds_the_executor_section() -> None:
+    from experiments.study import _executor, load_study
+
+    study, _ = load_study("study_quick", ["executor={kind: ray, ray: {num_gpus: 1}}"])
+    assert _executor(study, _args()) == {"kind": "ray", "ray": {"num_gpus": 1}}
+    assert _executor(study, _args("--executor", "slurm"))["kind"] == "slurm"
+    with pytest.raises(ConfigError, match="executor"):
+        load_study("study_quick", ["executor={kind: mesos}"])
