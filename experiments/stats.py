@@ -86,9 +86,7 @@ def _seed_weights(rng: np.random.Generator, n_boot: int, n_seeds: int) -> np.nda
     return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot).astype(float)
 
 
-def _utterance_weights(
-    rng: np.random.Generator, n_boot: int, speakers: np.ndarray
-) -> np.ndarray:
+def _utterance_weights(rng: np.random.Generator, n_boot: int, speakers: np.ndarray) -> np.ndarray:
     """``[n_boot, N]`` multiplicities of a voices-then-utterances draw.
 
     Drawing voice j ``c`` times and, each time, its ``n_j`` utterances with replacement gives
@@ -147,7 +145,9 @@ def bootstrap_wer_difference(
     if w.sum() <= 0:
         raise ValueError("words: the test set has no reference words")
     if paired_seeds and a.shape[0] != b.shape[0]:
-        raise ValueError(f"paired_seeds needs as many seeds for a ({a.shape[0]}) as b ({b.shape[0]})")
+        raise ValueError(
+            f"paired_seeds needs as many seeds for a ({a.shape[0]}) as b ({b.shape[0]})"
+        )
     rng = np.random.default_rng(seed)
     effect = 100.0 * (a.mean(0).sum() - b.mean(0).sum()) / w.sum()
     va = _seed_weights(rng, n_boot, a.shape[0])
