@@ -179,6 +179,7 @@ def make_benchmark(
     exclude_ids: Mapping[str, Iterable[str]] | None = None,
     max_utterances: int | None = None,
     validate: str | None = None,
+    skipped_dir: str | Path | None = None,
     charset: Iterable[str] | str | None = None,
 ):
     """An Avalanche benchmark with one experience per domain, in stream order, per split.
@@ -201,7 +202,8 @@ def make_benchmark(
     max_utterances : keep at most the first N utterances of each experience (smoke tests).
     validate : None (no checks), "error" or "skip": run
         :func:`benchmarks.validate.validate_manifest` on every manifest first with this policy
-        (and ``charset``); skipped rows are left out and listed next to their manifest.
+        (and ``charset``); skipped rows are left out, listed in ``<manifest>.skipped.tsv`` in
+        ``skipped_dir`` (default: next to the manifest) and in ``bench.skipped_rows``.
     """
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.utils import AvalancheDataset
@@ -219,15 +221,29 @@ def make_benchmark(
             raise StreamError(f"make_benchmark: unknown domain {d!r} (stream has {info.domains})")
     rate = int(sample_rate or info.sample_rate)
     excluded = {str(k): set(v) for k, v in (exclude_ids or {}).items()}
+    skipped_rows: list[dict[str, str]] = []
     if validate is not None:
         from benchmarks.validate import validate_manifest
 
         for split in splits:
             for domain in order:
                 report = validate_manifest(
-                    info.manifest(domain, split), charset=charset, policy=validate, root=info.root
+                    info.manifest(domain, split),
+                    charset=charset,
+                    policy=validate,
+                    root=info.root,
+                    skipped_dir=skipped_dir,
                 )
                 excluded.setdefault(f"{domain}_{split}", set()).update(report.skipped_ids)
+                skipped_rows += [
+                    {
+                        "manifest": f"{domain}_{split}",
+                        "id": r.row_id,
+                        "field": r.field,
+                        "reason": r.reason,
+                    }
+                    for r in report.skipped
+                ]
 
     streams: dict[str, list] = {}
     for split in splits:
@@ -249,6 +265,7 @@ def make_benchmark(
             exp.split = split
     bench.domains = order
     bench.stream_info = info
+    bench.skipped_rows = skipped_rows
     return bench
 
 

@@ -230,6 +230,17 @@ def allocate(shapes: Sequence[Shape], budget: int, inner_share: float) -> list[t
     if not (isinstance(inner_share, int | float) and 0.0 <= inner_share <= 1.0):
         raise ValueError(f"inner_share: must be a number in [0, 1], got {inner_share!r}")
     outer_caps = [min(n, m - n) if m > n else 0 for m, n in shapes]
+    usable = sum(
+        min(m, n) * (min(m, n) + 1) // 2 + (m - n) * cap
+        for (m, n), cap in zip(shapes, outer_caps, strict=True)
+    )
+    if budget > usable:
+        warnings.warn(
+            f"budget: {budget:,} is more than these {len(shapes)} layers can use at full inner "
+            f"and outer rank ({usable:,} trainable parameters); the rest is left unspent",
+            UserWarning,
+            stacklevel=2,
+        )
     if any(outer_caps):
         # The epsilon keeps e.g. 0.7 * 10 = 7.000000000000001 from dropping to 6 elsewhere.
         b_out = min(budget, math.floor((1.0 - inner_share) * budget + 1e-9))

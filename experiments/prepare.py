@@ -72,9 +72,14 @@ def stream_domains(config: Mapping[str, Any], info) -> list[str]:
 
 
 def make_stream_benchmark(
-    config: Mapping[str, Any], info, splits: Sequence[str] = ("train", "test")
+    config: Mapping[str, Any],
+    info,
+    splits: Sequence[str] = ("train", "test"),
+    skipped_dir: str | Path | None = None,
 ):
-    """Avalanche benchmark over the run's domains (one experience per domain)."""
+    """Avalanche benchmark over the run's domains (one experience per domain); with
+    ``stream.validate: skip`` the dropped rows are in ``bench.skipped_rows`` and listed in
+    ``skipped_dir`` (the run's artifacts, not the stream folder)."""
     from benchmarks.stream import make_benchmark
 
     return make_benchmark(
@@ -83,6 +88,7 @@ def make_stream_benchmark(
         domains=stream_domains(config, info),
         max_utterances=config["stream"].get("max_utterances"),
         validate=config["stream"].get("validate"),
+        skipped_dir=skipped_dir,
     )
 
 

@@ -231,7 +231,16 @@ class _Run:
         self.folder.create()
         (self.folder.path / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
         self.info = prepare_stream(cfg, progress=self.progress)
-        self.bench = make_stream_benchmark(cfg, self.info)
+        self.folder.artifacts.mkdir(parents=True, exist_ok=True)
+        self.bench = make_stream_benchmark(cfg, self.info, skipped_dir=self.folder.artifacts)
+        self.skipped_rows = len(getattr(self.bench, "skipped_rows", []))
+        if self.skipped_rows:
+            warnings.warn(
+                f"stream.validate: skip dropped {self.skipped_rows} rows (listed in "
+                f"{self.folder.artifacts}/*.skipped.tsv and MLflow param data.skipped_rows)",
+                UserWarning,
+                stacklevel=2,
+            )
         try:  # a pretrained base's own domains: evaluated (forgetting), never trained on
             mark_base_domains(self.bench, cfg["stream"].get("base_domains"))
         except StreamError as exc:
@@ -369,6 +378,7 @@ class _Run:
                 "base.stream_sha": self.base_stream_sha,
                 "stream.path": str(self.info.root),
                 "stream.domains": ",".join(self.domains),
+                "data.skipped_rows": self.skipped_rows,
                 "run_dir": str(self.folder.path),
             }
         )

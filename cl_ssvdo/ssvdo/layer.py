@@ -217,6 +217,13 @@ class SSVDOAdapter(nn.Module):
         self.inner_ratio = float(inner_ratio)
         self.requested_outer_rank = int(outer_rank)
         self.inner_rank, self.outer_rank = ssvdo_ranks(m, n, inner_ratio, outer_rank)
+        if m > n and self.outer_rank < self.requested_outer_rank:
+            warnings.warn(
+                f"outer_rank: {outer_rank} capped at {self.outer_rank} for a {m}x{n} layer "
+                f"(the outer rank is at most min(r, m - n))",
+                UserWarning,
+                stacklevel=3,
+            )
         self.tau = float(tau)
         self.rotation = rotation
         self.subspace = subspace

@@ -78,3 +78,39 @@ def test_latin1_is_named_and_a_bom_is_accepted(tmp_path) -> None:
 def test_one_normaliser_keeps_words_apart_and_spells_digits() -> None:
     assert normalize_transcript("three@three#six") == "three three six"
     assert normalize_transcript("call 3 3 6 \U0001f600 now!") == "call three three six now"
+
+
+def test_a_run_with_validate_skip_reports_the_dropped_rows(
+    tiny_config, tiny_stream, store_uri, tmp_path
+) -> None:
+    """``stream.validate: skip`` in a real run: the dropped rows are counted in the run output
+    (a warning) and in MLflow (param ``data.skipped_rows``, the listing as an artifact), and the
+    stream folder is not written."""
+    import shutil
+    import warnings
+
+    from mlflow.tracking import MlflowClient
+
+    from experiments.runner import run_experiment
+
+    root = tmp_path / "stream"
+    shutil.copytree(tiny_stream.root, root)
+    manifest = root / "manifests" / "child_test.csv"
+    lines = manifest.read_text().splitlines()
+    lines.append(
+        lines[1].replace(lines[1].split(",")[0], "bad_missing_wav", 1).replace(".wav", "_gone.wav")
+    )
+    manifest.write_text("\n".join(lines) + "\n")
+    cfg = tiny_config("naive", {"stream.root": str(root), "stream.validate": "skip"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    said = [str(w.message) for w in caught if "dropped" in str(w.message)]
+    assert said and "dropped 1 rows" in said[0]
+    params = MlflowClient(store_uri).get_run(result.run_id).data.params
+    assert params["data.skipped_rows"] == "1"
+    listing = result.run_dir / "artifacts" / "child_test.skipped.tsv"
+    assert "bad_missing_wav" in listing.read_text()
+    assert not list(root.glob("manifests/*.skipped.tsv"))
+    artifacts = {a.path for a in MlflowClient(store_uri).list_artifacts(result.run_id)}
+    assert "child_test.skipped.tsv" in artifacts
