@@ -25,31 +25,7 @@ import torch
 from torch import nn
 
 from cl_ssvdo import SSVDOLinear
-
-
-def step_angles(layer: SSVDOLinear) -> dict[str, float]:
-    """Angles (radians) and relative singular-value change of ``layer``'s current adapter."""
-    out = {"outer_max": 0.0, "outer_rms": 0.0, "inner_max": 0.0, "inner_rms": 0.0, "s_rel": 0.0}
-    with torch.no_grad():
-        U, s_new, _ = (t.double() for t in layer.adapted_factors())
-        top = layer.outer_rank
-        if top:
-            U0, U1 = layer.svd_U[:, :top].double(), U[:, :top]
-            overlap = U0.T @ U1
-            sines = torch.linalg.svdvals(U1 - U0 @ overlap).sort().values
-            cosines = torch.linalg.svdvals(overlap).sort(descending=True).values
-            theta = torch.atan2(sines, cosines)
-            out["outer_max"] = float(theta.max())
-            out["outer_rms"] = float(theta.square().mean().sqrt())
-        G = layer.inner_rotation()
-        if G is not None:
-            phi = torch.angle(torch.linalg.eigvals(G.double())).abs()
-            out["inner_max"], out["inner_rms"] = float(phi.max()), float(phi.square().mean().sqrt())
-        if layer.inner_rank:
-            inner = slice(layer._inner_start, layer._inner_start + layer.inner_rank)
-            s0 = layer.svd_s[inner].double()
-            out["s_rel"] = float(((s_new[inner] - s0).abs() / s0).max())
-    return out
+from cl_ssvdo.ssvdo.diagnostics import step_angles
 
 
 def one_step(args: argparse.Namespace, parameterisation: str, tau: float, lr: float, seed: int):

@@ -42,6 +42,7 @@ __all__ = [
     "principal_angles",
     "rotation_angle",
     "ssvdo_diagnostics",
+    "step_angles",
     "top_energy_share",
     "weight_change",
 ]
@@ -156,6 +157,30 @@ def ssvdo_diagnostics(layer: SSVDOLinear) -> LayerDiagnostics:
         sv_shift=shift / norm_w0 if norm_w0 else 0.0,
         weight_change=torch.linalg.vector_norm(delta).item() / norm_w0 if norm_w0 else 0.0,
     )
+
+
+def step_angles(layer: SSVDOLinear) -> dict[str, float]:
+    """Largest and RMS angles (radians) the adapter has turned, and the largest relative
+    singular-value change: outer = principal angles between span(U_l) and span(U'_l); inner =
+    rotation angles of G (eigenvalues exp(+-i phi)); ``s_rel`` = max |s' - s| / s over the inner
+    components. All zero at initialisation (what the per-step bounds of docs/ssvdo.md bound)."""
+    out = {"outer_max": 0.0, "outer_rms": 0.0, "inner_max": 0.0, "inner_rms": 0.0, "s_rel": 0.0}
+    with torch.no_grad():
+        U, s_new, _ = (t.double() for t in layer.adapted_factors())
+        top = layer.outer_rank
+        if top:
+            theta = principal_angles(layer.svd_U[:, :top].double(), U[:, :top])
+            out["outer_max"] = float(theta.max())
+            out["outer_rms"] = float(theta.square().mean().sqrt())
+        G = layer.inner_rotation()
+        if G is not None:
+            phi = torch.angle(torch.linalg.eigvals(G.double())).abs()
+            out["inner_max"], out["inner_rms"] = float(phi.max()), float(phi.square().mean().sqrt())
+        if layer.inner_rank:
+            inner = slice(layer._inner_start, layer._inner_start + layer.inner_rank)
+            s0 = layer.svd_s[inner].double()
+            out["s_rel"] = float(((s_new[inner] - s0).abs() / s0).max())
+    return out
 
 
 def top_energy_share(weight: torch.Tensor, k: int) -> float:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cl_ssvdo import SSVDOLinear, basis_drift, ssvdo_num_parameters
+from cl_ssvdo.ssvdo.diagnostics import step_angles
 from cl_ssvdo.ssvdo.layer import component_indices
 
 F64 = torch.float64
@@ -509,33 +510,6 @@ def _one_adam_step(layer: SSVDOLinear, lr: float, seed: int) -> None:
         torch.optim.Adam(layer.trainable_parameters, lr=lr).step()
 
 
-def _step_angles(layer: SSVDOLinear) -> dict[str, float]:
-    """Outer: principal angles between span(U_l) and span(U'_l); inner: rotation angles of G
-    (eigenvalues exp(+-i phi)); singular values: max |s' - s| / s over the inner components."""
-    out = {"outer_max": 0.0, "outer_rms": 0.0, "inner_max": 0.0, "inner_rms": 0.0, "s_rel": 0.0}
-    with torch.no_grad():
-        U, s_new, _ = layer.adapted_factors()
-        top = layer.outer_rank
-        if top:
-            U0, U1 = layer.svd_U[:, :top].double(), U[:, :top].double()
-            overlap = U0.T @ U1
-            # atan2 of sines and cosines: accurate for small and large angles alike.
-            sines = torch.linalg.svdvals(U1 - U0 @ overlap).sort().values
-            cosines = torch.linalg.svdvals(overlap).sort(descending=True).values
-            theta = torch.atan2(sines, cosines)
-            out["outer_max"] = float(theta.max())
-            out["outer_rms"] = float(theta.square().mean().sqrt())
-        G = layer.inner_rotation()
-        if G is not None:
-            phi = torch.angle(torch.linalg.eigvals(G.double())).abs()
-            out["inner_max"], out["inner_rms"] = float(phi.max()), float(phi.square().mean().sqrt())
-        if layer.inner_rank:
-            inner = slice(layer._inner_start, layer._inner_start + layer.inner_rank)
-            s0 = layer.svd_s[inner]
-            out["s_rel"] = float(((s_new[inner] - s0).abs() / s0).max())
-    return out
-
-
 C_MAX = 3.0  # largest angle per step / lr under v2 (exact bound for k <= 10, l <= 9, see docs)
 
 
@@ -555,7 +529,7 @@ def test_v2_step_moves_every_angle_by_about_lr(n, extra, p, outer, tau, lr, seed
         n + extra, n, seed=seed % 7, inner_ratio=p, outer_rank=outer, tau=tau, subspace=subspace
     )
     _one_adam_step(layer, lr, seed)
-    a = _step_angles(layer)
+    a = step_angles(layer)
     # Root-mean-square angles: at most lr for any step of at most lr per entry (exact).
     assert a["outer_rms"] <= lr * (1 + 1e-6) and a["inner_rms"] <= lr * (1 + 1e-6)
     # Largest angles: at most sqrt(l) lr and sqrt(k - 1) lr (exact), C_MAX lr here.
@@ -583,7 +557,7 @@ def test_v2_on_a_large_layer_stays_within_c_lr_and_v1_does_not(tau) -> None:
             parameterisation=parameterisation,
         )
         _one_adam_step(layer, lr, seed=1)
-        got[parameterisation] = _step_angles(layer)
+        got[parameterisation] = step_angles(layer)
     v1, v2 = got["v1"], got["v2"]
     assert v2["outer_max"] <= C_MAX * lr and v2["inner_max"] <= C_MAX * lr
     assert 0.5 * lr <= v2["outer_rms"] <= lr and 0.5 * lr <= v2["inner_rms"] <= lr
