@@ -69,7 +69,7 @@ def check_schedule(adapter: Mapping[str, Any] | None) -> None:
     naming its field (not an error after the base model was built)."""
     if not adapter:
         return
-    from strategies.schedule import BudgetSchedule, ScheduleError
+    from cl_ssvdo.schedule import BudgetSchedule, ScheduleError
 
     for key in ("schedule", "match"):
         if adapter.get(key) is None:
@@ -84,8 +84,8 @@ def build_adapter_plugin(adapter: Mapping[str, Any] | None) -> BasePlugin | None
     """The adapter plugin of ``strategy.adapter`` (None when the whole model trains)."""
     if not adapter:
         return None
-    from strategies.peft_plugins import BaselinePlugin, FullFTPlugin, SSVDPlugin
-    from strategies.ssvdo_plugin import SSVDOPlugin
+    from strategies.adapters.peft import BaselinePlugin, FullFTPlugin, SSVDPlugin
+    from strategies.adapters.ssvdo import SSVDOPlugin
 
     method = adapter["method"]
     kwargs = {k: adapter[k] for k in _ADAPTER_KEYS[method] if adapter.get(k) is not None}

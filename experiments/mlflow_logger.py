@@ -9,7 +9,7 @@ What it logs:
 - ``trainable_params`` per experience (step = experience index, 1-based: what the optimiser
   really updates, counted at the first epoch, after plugins have injected adapters);
 - per-experience WER/CER per domain as step metrics ``wer/<domain>``, ``cer/<domain>``
-  (step = experiences trained so far, 0 = base): from ``strategies.wer.wer_metrics`` when the
+  (step = experiences trained so far, 0 = base): from ``strategies.metrics.wer.wer_metrics`` when the
   evaluator has them, or through :meth:`MLflowLogger.log_eval_row`;
 - every numeric metric the strategy's ``EvaluationPlugin`` emits (name sanitised, step = x_plot).
 
@@ -257,7 +257,7 @@ class MLflowLogger(BaseLogger):
         self._exp_epoch += 1
 
     def after_eval_exp(self, strategy: Any, metric_values: Any = None, **kwargs: Any) -> None:
-        """With ``strategies.wer.wer_metrics`` in the evaluator, also log its per-experience
+        """With ``strategies.metrics.wer.wer_metrics`` in the evaluator, also log its per-experience
         WER/CER as ``wer/<domain>`` / ``cer/<domain>`` at step = experiences trained so far."""
         found = {}
         for mv in metric_values or []:

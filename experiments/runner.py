@@ -410,7 +410,7 @@ class _Run:
         from avalanche.evaluation.metrics import loss_metrics
         from avalanche.training.plugins import EvaluationPlugin
 
-        from strategies.wer import WERMatrix
+        from strategies.metrics.wer import WERMatrix
 
         wer_matrix = WERMatrix(stream="test")
         evaluator = EvaluationPlugin(

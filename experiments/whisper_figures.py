@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from strategies.wer import cer as cer_of
-from strategies.wer import wer as wer_of
+from strategies.metrics.wer import cer as cer_of
+from strategies.metrics.wer import wer as wer_of
 
 
 def _data(stream: str, domain: str, every: int):
@@ -63,8 +63,8 @@ def base_wer(args: argparse.Namespace) -> None:
 def step_time(args: argparse.Namespace) -> None:
     from cl_ssvdo.asr.whisper.seq2seq import WhisperSeq2Seq
     from cl_ssvdo.baselines import apply_adapter
-    from strategies.peft_plugins import BaselinePlugin
-    from strategies.ssvdo_plugin import trainable_count
+    from strategies.adapters.peft import BaselinePlugin
+    from strategies.adapters.ssvdo import trainable_count
 
     _, data = _data(args.stream, "child", 1)
     batch = next(_batches(data, args.batch))

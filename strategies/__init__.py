@@ -3,8 +3,16 @@
 Imports cl_ssvdo, benchmarks and avalanche; never mlflow or experiments.
 """
 
+from .metrics import (
+    ErrorRatePluginMetric,
+    MatrixCell,
+    WERMatrix,
+    cer,
+    error_counts,
+    wer,
+    wer_metrics,
+)
 from .template import CTCCriterion, CTCTemplate, default_ctc_evaluator
-from .wer import ErrorRatePluginMetric, MatrixCell, WERMatrix, cer, error_counts, wer, wer_metrics
 
 __all__ = [
     "CTCCriterion",
@@ -22,6 +30,19 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Adapter plugins, budget schedules and continual-learning plugins (issue 5).
 # ---------------------------------------------------------------------------------------------
+from .adapters import (  # noqa: E402  # noqa: E402
+    AdapterPlugin,
+    BaselinePlugin,
+    DoRAPlugin,
+    ExperienceRecord,
+    FullFTPlugin,
+    LayerRecord,
+    LoRAPlugin,
+    PiSSAPlugin,
+    SSVDOPlugin,
+    SSVDPlugin,
+    make_baseline_plugin,
+)
 from .cl import (  # noqa: E402
     CTCAGEMPlugin,
     CTCReplayPlugin,
@@ -33,32 +54,18 @@ from .cl import (  # noqa: E402
     WeightAveragingPlugin,
     check_plugins,
 )
-from .peft_plugins import (  # noqa: E402
-    BaselinePlugin,
-    DoRAPlugin,
-    FullFTPlugin,
-    LoRAPlugin,
-    PiSSAPlugin,
-    SSVDPlugin,
-    make_baseline_plugin,
-)
-from .schedule import BudgetSchedule, GroupSetting, LayerSetting, ScheduleError  # noqa: E402
-from .ssvdo_plugin import AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin  # noqa: E402
 
 __all__ += [
     "AdapterPlugin",
     "BaselinePlugin",
-    "BudgetSchedule",
     "CTCAGEMPlugin",
     "CTCReplayPlugin",
     "DoRAPlugin",
     "EWCPlugin",
     "ExperienceRecord",
     "FullFTPlugin",
-    "GroupSetting",
     "IncompatiblePlugins",
     "LayerRecord",
-    "LayerSetting",
     "LoRAPlugin",
     "LwFPlugin",
     "MASPlugin",
@@ -66,7 +73,6 @@ __all__ += [
     "SIPlugin",
     "SSVDOPlugin",
     "SSVDPlugin",
-    "ScheduleError",
     "WeightAveragingPlugin",
     "check_plugins",
     "make_baseline_plugin",

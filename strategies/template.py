@@ -26,7 +26,7 @@ from cl_ssvdo.asr.decode import Decoder, make_decoder
 from cl_ssvdo.asr.loss import ctc_batch_loss
 from cl_ssvdo.asr.tokenizer import Tokenizer
 
-from .wer import wer_metrics
+from .metrics.wer import wer_metrics
 
 __all__ = ["ASRModel", "ASRTemplate", "CTCCriterion", "CTCTemplate", "default_ctc_evaluator"]
 

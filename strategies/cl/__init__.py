@@ -3,7 +3,7 @@
 Naive sequential fine-tuning needs no plugin. Replay and SI come from Avalanche (checked
 wrappers/re-exports); EWC, MAS, LwF, A-GEM are CTC ports of the classification-only Avalanche
 plugins; weight averaging is the ASR baseline of Vander Eeckt and Van hamme. All compose with
-the adapter plugins (:mod:`strategies.ssvdo_plugin`, :mod:`strategies.peft_plugins`) except
+the adapter plugins (:mod:`strategies.adapters.ssvdo`, :mod:`strategies.adapters.peft`) except
 where :mod:`strategies.cl.compat` says why not.
 """
 

@@ -1,6 +1,6 @@
 """Study v2: the protocol of docs/protocol.md enforced on the config, the plan (selection
 first, then tests at the selected rates read from a real SQLite store), and the per-utterance
-records every evaluation writes (strategies.wer, experiments.runner)."""
+records every evaluation writes (strategies.metrics.wer, experiments.runner)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from experiments.study_v2 import (
     schedule_setting,
     select_lr,
 )
-from strategies.wer import WERMatrix, error_counts, utterance_error_counts
+from strategies.metrics.wer import WERMatrix, error_counts, utterance_error_counts
 
 V2_CONFIGS = ["study_v2", "study_whisper", "study_whisper_cpu"]
 

@@ -25,7 +25,7 @@ def main(config_path: str, uri: str, point: str) -> int:
     from experiments.mlflow_logger import MLflowLogger
     from experiments.recorder import RunRecorder
     from experiments.runner import run_experiment
-    from strategies.wer import WERMatrix
+    from strategies.metrics.wer import WERMatrix
 
     state = {"exp": 0, "iters": 0, "evals": 0}
     before_exp = MLflowLogger.before_training_exp

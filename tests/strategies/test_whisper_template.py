@@ -16,9 +16,9 @@ from cl_ssvdo.asr.whisper.ctc_head import WhisperCTC
 from cl_ssvdo.asr.whisper.model import WhisperBackbone, load_speechbrain_whisper
 from cl_ssvdo.asr.whisper.seq2seq import WhisperSeq2Seq
 from cl_ssvdo.asr.whisper.tiny import save_tiny_whisper
-from strategies.ssvdo_plugin import SSVDOPlugin
+from strategies.adapters.ssvdo import SSVDOPlugin
+from strategies.metrics.wer import WERMatrix
 from strategies.template import ASRModel, ASRTemplate
-from strategies.wer import WERMatrix
 
 AUDIO_CTX = 250  # 5 s: every tiny-stream utterance fits
 

@@ -4,7 +4,7 @@ Lifecycle per training experience (Avalanche callbacks, no forked loop):
 
 - ``before_training_exp``: find the target ``nn.Linear`` layers (glob ``targets``, never inside
   ``nn.MultiheadAttention``), resolve the experience's settings from the
-  :class:`~strategies.schedule.BudgetSchedule` (experience = the stream index,
+  :class:`~cl_ssvdo.schedule.BudgetSchedule` (experience = the stream index,
   ``strategy.experience.current_experience``), decompose the *current* weights (the previous
   experiences' adapters are already merged into them) and inject ``SSVDOLinear`` layers; every
   other parameter is frozen and the strategy's optimizer is rebuilt over the adapter
@@ -35,7 +35,7 @@ goes out as ``<method>/weight_change`` with the other per-experience scalars.
 
 Example
 -------
->>> from strategies.schedule import BudgetSchedule
+>>> from cl_ssvdo.schedule import BudgetSchedule
 >>> plugin = SSVDOPlugin(BudgetSchedule.constant({"inner_ratio": 0.25, "outer_rank": 4}))
 >>> # CTCTemplate(model=model, tokenizer=tokenizer, plugins=[plugin, ...]).train(experience)
 """
@@ -53,13 +53,13 @@ from avalanche.evaluation.metric_results import MetricValue
 from torch import nn
 
 from cl_ssvdo.baselines import resolve_targets
+from cl_ssvdo.schedule import BudgetSchedule, LayerSetting
 from cl_ssvdo.ssvdo import basis_drift, inject_ssvdo, merge_ssvdo
 from cl_ssvdo.ssvdo.diagnostics import choose_subspace, ssvdo_diagnostics, weight_change
 from cl_ssvdo.ssvdo.inject import ssvdo_layers
 from cl_ssvdo.ssvdo.layer import validate_settings
 
-from .cl._ctc import experience_index
-from .schedule import BudgetSchedule, LayerSetting
+from ..cl._ctc import experience_index
 
 __all__ = ["AdapterPlugin", "SSVDOPlugin", "LayerRecord", "ExperienceRecord"]
 
@@ -240,7 +240,7 @@ class AdapterPlugin(SupervisedPlugin):
 
     # -------------------------------------------------------------- callbacks
     def before_training(self, strategy, **kwargs) -> None:
-        from .cl.compat import check_plugins
+        from ..cl.compat import check_plugins
 
         check_plugins(strategy.plugins, model=strategy.model)
 

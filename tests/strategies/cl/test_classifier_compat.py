@@ -14,9 +14,9 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.plugins import EWCPlugin as AvalancheEWC
 from torch import nn
 
+from cl_ssvdo.schedule import BudgetSchedule
 from strategies import SSVDOPlugin
 from strategies.cl.compat import IncompatiblePlugins, check_plugins, is_speech_model
-from strategies.schedule import BudgetSchedule
 
 
 def _classifier() -> nn.Module:

@@ -9,8 +9,15 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from cl_ssvdo.asr.evaluate import transcribe
+from strategies.metrics.wer import (
+    ErrorRatePluginMetric,
+    WERMatrix,
+    cer,
+    error_counts,
+    wer,
+    wer_metrics,
+)
 from strategies.template import CTCTemplate
-from strategies.wer import ErrorRatePluginMetric, WERMatrix, cer, error_counts, wer, wer_metrics
 
 
 def test_matrix_shape_and_values_equal_jiwer(

@@ -5,7 +5,7 @@ Each is applied before every training experience (``cl_ssvdo.baselines.apply_ada
 current, merged weights), trains alone (every other parameter frozen, optimizer rebuilt over the
 adapter's parameters) and is merged and removed after the experience, so evaluation and the next
 experience see a plain model (same lifecycle and records as
-:class:`strategies.ssvdo_plugin.SSVDOPlugin`).
+:class:`strategies.adapters.ssvdo.SSVDOPlugin`).
 
 Budget matching. Give either an explicit setting (``rank`` for LoRA/DoRA/PiSSA, ``inner_ratio``
 for SSVD) or ``match=`` an SSVD-O schedule (or an ``SSVDOPlugin``): per experience the SSVD-O
@@ -24,7 +24,7 @@ further below ``B`` than that into an error before training starts.
 
 Example
 -------
->>> from strategies.schedule import BudgetSchedule
+>>> from cl_ssvdo.schedule import BudgetSchedule
 >>> ssvdo = BudgetSchedule.constant({"inner_ratio": 0.5, "outer_rank": 8})
 >>> lora = LoRAPlugin(match=ssvdo)        # rank matched to SSVD-O's count, per experience
 >>> dora = DoRAPlugin(rank=4)             # explicit rank
@@ -39,9 +39,9 @@ from torch import nn
 
 from cl_ssvdo import budget as budget_lib
 from cl_ssvdo.baselines import apply_adapter
+from cl_ssvdo.schedule import BudgetSchedule, LayerSetting
 
-from .schedule import BudgetSchedule, LayerSetting
-from .ssvdo_plugin import DEFAULT_TARGETS, AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin
+from .ssvdo import DEFAULT_TARGETS, AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin
 
 __all__ = [
     "BaselinePlugin",

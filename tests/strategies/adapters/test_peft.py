@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from cl_ssvdo import budget
-from strategies.peft_plugins import (
+from cl_ssvdo.schedule import BudgetSchedule
+from strategies.adapters.peft import (
     BaselinePlugin,
     DoRAPlugin,
     FullFTPlugin,
@@ -16,10 +17,8 @@ from strategies.peft_plugins import (
     PiSSAPlugin,
     SSVDPlugin,
 )
-from strategies.schedule import BudgetSchedule
-from strategies.ssvdo_plugin import SSVDOPlugin
-
-from .plugin_support import (
+from strategies.adapters.ssvdo import SSVDOPlugin
+from tests.strategies.plugin_support import (
     AdapterProbe,
     make_strategy,
     one_thread,  # noqa: F401 (autouse fixture)

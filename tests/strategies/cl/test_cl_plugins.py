@@ -15,7 +15,10 @@ from torch import nn
 
 from benchmarks.dataset import collate_speech
 from cl_ssvdo.baselines import apply_adapter
+from cl_ssvdo.schedule import BudgetSchedule
 from cl_ssvdo.ssvdo import SSVDOLinear, inject_ssvdo, merge_ssvdo
+from strategies.adapters.peft import DoRAPlugin, FullFTPlugin, LoRAPlugin, PiSSAPlugin, SSVDPlugin
+from strategies.adapters.ssvdo import SSVDOPlugin
 from strategies.cl import (
     CTCAGEMPlugin,
     CTCReplayPlugin,
@@ -36,11 +39,7 @@ from strategies.cl import (
     quadratic_penalty,
 )
 from strategies.cl._ctc import frame_mask
-from strategies.peft_plugins import DoRAPlugin, FullFTPlugin, LoRAPlugin, PiSSAPlugin, SSVDPlugin
-from strategies.schedule import BudgetSchedule
-from strategies.ssvdo_plugin import SSVDOPlugin
-
-from .plugin_support import (
+from tests.strategies.plugin_support import (
     make_strategy,
     one_thread,  # noqa: F401 (autouse fixture)
     small_benchmark,

@@ -8,11 +8,10 @@ import torch
 from torch import nn
 
 from cl_ssvdo import budget
+from cl_ssvdo.schedule import BudgetSchedule, ScheduleError
 from cl_ssvdo.ssvdo import SSVDOLinear
-from strategies.schedule import BudgetSchedule, ScheduleError
-from strategies.ssvdo_plugin import SSVDOPlugin
-
-from .plugin_support import (
+from strategies.adapters.ssvdo import SSVDOPlugin
+from tests.strategies.plugin_support import (
     AdapterProbe,
     make_strategy,
     one_thread,  # noqa: F401 (autouse fixture)

@@ -9,10 +9,9 @@ from avalanche.core import SupervisedPlugin
 
 from cl_ssvdo.ssvdo import SSVDOLinear
 from cl_ssvdo.ssvdo.diagnostics import choose_subspace, weight_change
-from strategies.peft_plugins import FullFTPlugin, LoRAPlugin
-from strategies.ssvdo_plugin import SSVDOPlugin
-
-from .plugin_support import (
+from strategies.adapters.peft import FullFTPlugin, LoRAPlugin
+from strategies.adapters.ssvdo import SSVDOPlugin
+from tests.strategies.plugin_support import (
     make_strategy,
     one_thread,  # noqa: F401 (autouse fixture)
     small_benchmark,

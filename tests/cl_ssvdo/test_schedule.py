@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cl_ssvdo import budget
-from strategies.schedule import BudgetSchedule, GroupSetting, ScheduleError
+from cl_ssvdo.schedule import BudgetSchedule, GroupSetting, ScheduleError
 
 # The ci model's feed-forward layers: 2 blocks x 2 macaron FFNs x (up 96->384, down 384->96).
 LAYERS = [
