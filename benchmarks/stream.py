@@ -1,13 +1,11 @@
-"""A stream on disk (``stream.json`` + per-domain manifests) and the Avalanche benchmark over it.
+"""Writing a stream's ``stream.json`` and the Avalanche benchmark over a stream.
 
-Layout (docs/architecture.md)::
+Reading a stream (``StreamInfo``, the layout, manifests, the dataset) is the data contract in
+``cl_ssvdo.data``; this module adds what generation, corpus preparation and the continual run
+need on top of it.
 
-    <root>/stream.json                    name, ordered domains, splits, sample_rate, config, hours
-    <root>/manifests/<domain>_<split>.csv ID,duration,wav,spk_id,wrd,domain
-    <root>/audio/...                      16 kHz mono 16-bit wav (real corpora may keep their own
-                                          files; the dataset resamples)
-
-Depends on avalanche, torch and the rest of ``benchmarks``; never on models or MLflow.
+Depends on avalanche, torch, ``cl_ssvdo.data`` and the rest of ``benchmarks``; never on models
+or MLflow.
 """
 
 from __future__ import annotations
@@ -15,115 +13,41 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.manifest import ManifestError, read_manifest
+from cl_ssvdo.data import (
+    DEFAULT_SPLITS,
+    STREAM_FILE,
+    ManifestDataset,
+    ManifestError,
+    StreamError,
+    StreamInfo,
+    collate_speech,
+    manifest_path,
+    read_manifest,
+)
 
-__all__ = ["StreamError", "StreamInfo", "make_benchmark", "mark_base_domains", "write_stream_json"]
-
-STREAM_FILE = "stream.json"
-DEFAULT_SPLITS = ("train", "valid", "test")
-
-
-class StreamError(ValueError):
-    """A stream folder, domain or split is missing or malformed."""
-
-
-@dataclass
-class StreamInfo:
-    """What ``<root>/stream.json`` describes.
-
-    Attributes
-    ----------
-    root : Path
-        The stream folder; manifests' ``wav`` paths are relative to it.
-    name : str
-    domains : list of str
-        In stream order (one Avalanche experience each).
-    splits : list of str
-    sample_rate : int
-    config : dict
-        How the stream was made (generator config or preparer arguments).
-    hours : dict
-        ``hours[domain][split]`` of audio, from the manifests' durations.
-    """
-
-    root: Path
-    name: str
-    domains: list[str]
-    splits: list[str] = field(default_factory=lambda: list(DEFAULT_SPLITS))
-    sample_rate: int = 16000
-    config: dict[str, Any] = field(default_factory=dict)
-    hours: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, root: str | os.PathLike) -> StreamInfo:
-        """Read ``<root>/stream.json``; raises :class:`StreamError` naming the file and field."""
-        root = Path(root)
-        path = root / STREAM_FILE
-        if not path.is_file():
-            raise StreamError(f"{path}: no stream.json (not a stream folder)")
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise StreamError(f"{path}: invalid JSON: {err}") from err
-        for key in ("name", "domains"):
-            if key not in meta:
-                raise StreamError(f"{path}: missing field {key!r}")
-        if not isinstance(meta["domains"], list) or not meta["domains"]:
-            raise StreamError(f"{path}: field 'domains' must be a non-empty list")
-        return cls(
-            root=root,
-            name=str(meta["name"]),
-            domains=[str(d) for d in meta["domains"]],
-            splits=[str(s) for s in meta.get("splits", DEFAULT_SPLITS)],
-            sample_rate=int(meta.get("sample_rate", 16000)),
-            config=dict(meta.get("config", {})),
-            hours={d: dict(v) for d, v in meta.get("hours", {}).items()},
-        )
-
-    def manifest(self, domain: str, split: str) -> Path:
-        """Path of ``manifests/<domain>_<split>.csv``; raises if unknown or missing."""
-        if domain not in self.domains:
-            raise StreamError(f"{self.root}: unknown domain {domain!r} (domains: {self.domains})")
-        if split not in self.splits:
-            raise StreamError(f"{self.root}: unknown split {split!r} (splits: {self.splits})")
-        path = manifest_path(self.root, domain, split)
-        if not path.is_file():
-            raise StreamError(f"{path}: manifest for domain {domain!r}, split {split!r} is missing")
-        return path
-
-    def total_hours(self) -> float:
-        return sum(h for per_split in self.hours.values() for h in per_split.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "domains": list(self.domains),
-            "splits": list(self.splits),
-            "sample_rate": self.sample_rate,
-            "config": self.config,
-            "hours": self.hours,
-        }
-
-    def save(self) -> Path:
-        """Write ``stream.json`` atomically."""
-        path = self.root / STREAM_FILE
-        tmp = path.with_name(STREAM_FILE + ".tmp")
-        tmp.write_text(
-            json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8"
-        )
-        os.replace(tmp, path)
-        return path
+__all__ = [
+    "make_benchmark",
+    "manifest_hours",
+    "mark_base_domains",
+    "save_stream_json",
+    "write_stream_json",
+]
 
 
-def manifest_path(root: str | os.PathLike, domain: str, split: str) -> Path:
-    return Path(root) / "manifests" / f"{domain}_{split}.csv"
+def save_stream_json(info: StreamInfo) -> Path:
+    """Write ``<info.root>/stream.json`` atomically (temporary file + rename)."""
+    path = Path(info.root) / STREAM_FILE
+    tmp = path.with_name(STREAM_FILE + ".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def manifest_hours(path: str | os.PathLike) -> float:
+    """Hours of audio in a manifest (sum of its durations, 4 decimals)."""
     return round(sum(r.duration for r in read_manifest(path)) / 3600.0, 4)
 
 
@@ -134,8 +58,13 @@ def write_stream_json(
     splits: Sequence[str] = DEFAULT_SPLITS,
     config: Mapping[str, Any] | None = None,
     merge: bool = False,
+    resample: bool = False,
 ) -> StreamInfo:
     """Write ``<root>/stream.json`` with hours computed from the manifests present.
+
+    ``resample=True`` records that the stream's audio may be at other rates and is resampled
+    when read (corpus preparers link native-rate files in place); without it a file at another
+    rate is an error when read.
 
     With ``merge=True`` an existing stream.json keeps its domains (new ones are appended in the
     given order), splits and config (the new config is stored under ``config["sources"]``), so
@@ -158,6 +87,7 @@ def write_stream_json(
         sources.append(cfg)
         cfg = {"sources": sources}
         name = old.name
+        resample = resample or old.resample
     elif merge:
         cfg = {"sources": [cfg]}
     hours: dict[str, dict[str, float]] = {}
@@ -166,8 +96,16 @@ def write_stream_json(
             path = manifest_path(root, domain, split)
             if path.is_file():
                 hours.setdefault(domain, {})[split] = manifest_hours(path)
-    info = StreamInfo(root=root, name=name, domains=domains, splits=splits, config=cfg, hours=hours)
-    info.save()
+    info = StreamInfo(
+        root=root,
+        name=name,
+        domains=domains,
+        splits=splits,
+        config=cfg,
+        hours=hours,
+        resample=resample,
+    )
+    save_stream_json(info)
     return info
 
 
@@ -181,6 +119,7 @@ def make_benchmark(
     validate: str | None = None,
     skipped_dir: str | Path | None = None,
     charset: Iterable[str] | str | None = None,
+    resample: bool | None = None,
 ):
     """An Avalanche benchmark with one experience per domain, in stream order, per split.
 
@@ -203,12 +142,14 @@ def make_benchmark(
     validate : None (no checks), "error" or "skip": run
         :func:`benchmarks.validate.validate_manifest` on every manifest first with this policy
         (and ``charset``); skipped rows are left out, listed in ``<manifest>.skipped.tsv`` in
-        ``skipped_dir`` (default: next to the manifest) and in ``bench.skipped_rows``.
+        ``skipped_dir`` (default: next to the manifest) and in ``bench.skipped_rows``. The
+        validator checks the sample rate too (files at another rate pass only when resampling).
+    resample : resample audio at another rate than ``sample_rate`` (default: the stream's
+        ``resample`` field); otherwise such a file is a ``ManifestError`` naming it and both
+        rates. Each dataset counts its resampled items in ``resampled_ids``.
     """
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.utils import AvalancheDataset
-
-    from benchmarks.dataset import ManifestDataset, collate_speech
 
     if not isinstance(info, StreamInfo):
         info = StreamInfo.load(info)
@@ -220,6 +161,7 @@ def make_benchmark(
         if d not in info.domains:
             raise StreamError(f"make_benchmark: unknown domain {d!r} (stream has {info.domains})")
     rate = int(sample_rate or info.sample_rate)
+    resample = info.resample if resample is None else bool(resample)
     excluded = {str(k): set(v) for k, v in (exclude_ids or {}).items()}
     skipped_rows: list[dict[str, str]] = []
     if validate is not None:
@@ -233,6 +175,8 @@ def make_benchmark(
                     policy=validate,
                     root=info.root,
                     skipped_dir=skipped_dir,
+                    sample_rate=rate,
+                    convert=resample,
                 )
                 excluded.setdefault(f"{domain}_{split}", set()).update(report.skipped_ids)
                 skipped_rows += [
@@ -251,7 +195,9 @@ def make_benchmark(
         for domain in order:
             path = info.manifest(domain, split)
             skip = excluded.get(str(path), set()) | excluded.get(f"{domain}_{split}", set())
-            base = ManifestDataset(path, root=info.root, sample_rate=rate, exclude_ids=skip)
+            base = ManifestDataset(
+                path, root=info.root, sample_rate=rate, exclude_ids=skip, resample=resample
+            )
             if len(base) == 0:
                 raise ManifestError(path, "no utterances left (empty manifest or all excluded)")
             if max_utterances is not None:

@@ -13,14 +13,14 @@ Checks per row (``field`` named in every error):
 - ``duration``: the manifest's duration differs from the audio's by more than
   ``max(duration_tolerance, 1 %)``.
 
-Policy ``"error"`` (default) raises :class:`~benchmarks.manifest.ManifestError` at the first bad
+Policy ``"error"`` (default) raises :class:`~cl_ssvdo.data.manifest.ManifestError` at the first bad
 row, naming the manifest, row ID and field. Policy ``"skip"`` checks every row, writes the bad
 IDs with their field and reason to ``<manifest>.skipped.tsv`` in ``skipped_dir`` (default: next
 to the manifest; a folder that cannot be written gets a warning), and returns
 a report whose ``skipped`` lists them: rows are never dropped silently.
 Structural problems (missing columns, duplicate IDs) always raise.
 
-Depends on numpy, soundfile and ``benchmarks`` only.
+Depends on numpy, soundfile and ``cl_ssvdo.data`` only.
 """
 
 from __future__ import annotations
@@ -35,11 +35,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.manifest import ManifestError, ManifestRow, default_root, read_manifest, resolve_wav
-from benchmarks.text import normalize_transcript
+from cl_ssvdo.data import (
+    ManifestError,
+    ManifestRow,
+    StreamInfo,
+    default_root,
+    normalize_transcript,
+    read_manifest,
+    resolve_wav,
+)
 
 __all__ = [
-    "ManifestError",
     "SkippedRow",
     "ValidationReport",
     "skipped_ids_path",
@@ -264,13 +270,15 @@ def validate_stream(
 ) -> dict[str, ValidationReport]:
     """Validate every manifest of a stream; returns ``{"<domain>_<split>": report}``.
 
-    The reports' ``skipped_ids`` can be passed to
-    :func:`benchmarks.stream.make_benchmark` as ``exclude_ids``.
+    Clips must have the stream's sample rate unless the stream resamples (``sample_rate`` and
+    ``convert`` default to ``info.sample_rate`` and ``info.resample``). The reports'
+    ``skipped_ids`` can be passed to :func:`benchmarks.stream.make_benchmark` as
+    ``exclude_ids``.
     """
-    from benchmarks.stream import StreamInfo
-
     if not isinstance(info, StreamInfo):
         info = StreamInfo.load(info)
+    kwargs.setdefault("sample_rate", info.sample_rate)
+    kwargs.setdefault("convert", info.resample)
     reports: dict[str, ValidationReport] = {}
     for domain in info.domains:
         for split in splits or info.splits:

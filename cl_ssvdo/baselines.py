@@ -8,10 +8,10 @@ straight to the plain module -- no transformers model needed -- with ``use_dora=
 Targets are glob patterns over module names (``fnmatch``, case-sensitive), e.g. ``"*ffn.0"``;
 an entry without ``*?[`` also matches as peft's ``target_modules`` list entries do (the exact
 name or a ``.<entry>`` suffix, e.g. ``"ffn.0"``), so one list works in both places
-(:func:`target_matches`; :class:`cl_ssvdo.SSVDOConfig` accepts globs the same way).
-Each pattern must match at least one ``nn.Linear``; linear layers inside
-``nn.MultiheadAttention`` are never selected (its fused kernel reads ``out_proj`` directly).
-Every method adapts exactly the same resolved layers.
+(:mod:`cl_ssvdo.ssvdo.targets`, the one matcher, also behind ``inject_ssvdo`` and
+:class:`cl_ssvdo.SSVDOConfig`). Each pattern must match at least one ``nn.Linear``; linear
+layers inside ``nn.MultiheadAttention`` are never selected (its fused kernel reads
+``out_proj`` directly). Every method adapts exactly the same resolved layers.
 
 :func:`apply_adapter` freezes every parameter of the model, then makes the adapter's parameters
 (only) trainable; :meth:`AdapterHandle.merge` writes the adapted weights into plain
@@ -22,9 +22,9 @@ Settings per method:
 
 - ``ssvdo``: ``inner_ratio`` (required) and ``outer_rank=0`` for every layer, or instead
   ``allocation``, one ``(inner_ratio, outer_rank)`` per matched layer in model order (what
-  :func:`cl_ssvdo.budget.allocate` returns); ``tau=1e-3``, ``rotation="cayley"``,
-  ``subspace="top"``, ``parameterisation="v2"``. ``ssvd``: ``inner_ratio``, ``tau``,
-  ``rotation``, ``subspace``, ``parameterisation``.
+  :func:`cl_ssvdo.budget.allocate` returns); ``tau``, ``rotation``, ``subspace``,
+  ``parameterisation`` with the defaults of :class:`cl_ssvdo.ssvdo.settings.SSVDOSettings`.
+  ``ssvd``: the same without ``outer_rank`` and ``allocation``.
 - ``lora`` / ``dora`` / ``pissa``: ``rank`` (required): one int for every layer, or one int per
   matched layer in model order (what :func:`cl_ssvdo.budget.match_ranks` returns; passed to
   peft as exact-name ``rank_pattern`` / ``alpha_pattern`` entries); ``alpha`` (default: each
@@ -48,7 +48,6 @@ Example
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,11 +55,15 @@ from typing import Any, Literal
 
 from torch import nn
 
+from cl_ssvdo.ssvdo.settings import SSVDOSettings, setting_defaults
+from cl_ssvdo.ssvdo.targets import resolve_targets, target_matches
+
 __all__ = [
     "Method",
     "METHODS",
     "AdapterLayer",
     "AdapterHandle",
+    "allowed_settings",
     "resolve_targets",
     "target_matches",
     "apply_adapter",
@@ -69,28 +72,27 @@ __all__ = [
 Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "full"]
 METHODS: tuple[str, ...] = ("ssvdo", "ssvd", "lora", "dora", "pissa", "full")
 
+_SSVDO_SETTINGS = setting_defaults()
 _ALLOWED: dict[str, dict[str, Any]] = {
-    "ssvdo": {
-        "inner_ratio": None,
-        "outer_rank": 0,
-        "allocation": None,
-        "tau": 1e-3,
-        "rotation": "cayley",
-        "subspace": "top",
-        "parameterisation": "v2",
-    },
-    "ssvd": {
-        "inner_ratio": None,
-        "tau": 1e-3,
-        "rotation": "cayley",
-        "subspace": "top",
-        "parameterisation": "v2",
-    },
+    "ssvdo": {**_SSVDO_SETTINGS, "allocation": None},
+    "ssvd": {k: v for k, v in _SSVDO_SETTINGS.items() if k != "outer_rank"},
     "lora": {"rank": None, "alpha": None, "dropout": 0.0},
     "dora": {"rank": None, "alpha": None, "dropout": 0.0},
     "pissa": {"rank": None, "alpha": None, "dropout": 0.0, "pissa_init": "pissa"},
     "full": {"bias": True},
 }
+
+
+def allowed_settings(method: str) -> dict[str, Any]:
+    """Setting name -> default accepted by ``method`` (SSVD-O/SSVD: the fields of
+    :class:`cl_ssvdo.ssvdo.settings.SSVDOSettings`, plus ``allocation`` for SSVD-O).
+
+    >>> sorted(allowed_settings("lora"))
+    ['alpha', 'dropout', 'rank']
+    """
+    if method not in _ALLOWED:
+        raise ValueError(f"method: unknown {method!r}, expected one of {list(METHODS)}")
+    return dict(_ALLOWED[method])
 
 
 @dataclass(frozen=True)
@@ -100,51 +102,6 @@ class AdapterLayer:
     name: str
     shape: tuple[int, int]
     trainable: int
-
-
-def _inside_mha(name: str, mha_names: list[str]) -> bool:
-    return any(name.startswith(prefix + ".") for prefix in mha_names)
-
-
-def target_matches(name: str, pattern: str) -> bool:
-    """Whether module ``name`` matches target ``pattern``: a glob (``fnmatch``), or for a pattern
-    without ``*?[``, peft's list rule (equal, or ending in ``.<pattern>``).
-
-    >>> [target_matches("blocks.0.ffn.0", p) for p in ("*ffn.0", "ffn.0", "0", "fn.0")]
-    [True, True, True, False]
-    """
-    if fnmatch.fnmatchcase(name, pattern):
-        return True
-    return not any(c in pattern for c in "*?[") and name.endswith("." + pattern)
-
-
-def resolve_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
-    """Names of the ``nn.Linear`` modules matched by the glob ``targets``, in model order.
-
-    Modules inside ``nn.MultiheadAttention`` are skipped. Raises ``ValueError`` naming the
-    pattern when it matches no module (or only attention internals), and ``TypeError`` naming
-    pattern and module when it matches a module that is not an ``nn.Linear`` -- the same rule
-    as :func:`cl_ssvdo.ssvdo.inject.inject_ssvdo`, so every method adapts the same layers.
-    """
-    if isinstance(targets, str) or len(targets) == 0:
-        raise ValueError(f"targets: expected a non-empty list of glob patterns, got {targets!r}")
-    modules = [(name, mod) for name, mod in model.named_modules() if name]
-    mha = [name for name, mod in modules if isinstance(mod, nn.MultiheadAttention)]
-    chosen: set[str] = set()
-    for pattern in targets:
-        hits = [(name, mod) for name, mod in modules if target_matches(name, pattern)]
-        usable = [(name, mod) for name, mod in hits if not _inside_mha(name, mha)]
-        if not usable:
-            where = " outside torch.nn.MultiheadAttention" if hits else ""
-            raise ValueError(f"targets: pattern {pattern!r} matches no module{where}")
-        for name, mod in usable:
-            if not isinstance(mod, nn.Linear):
-                raise TypeError(
-                    f"targets: pattern {pattern!r} matches module {name!r} of type "
-                    f"{type(mod).__name__}; only torch.nn.Linear can be adapted"
-                )
-            chosen.add(name)
-    return [name for name, _ in modules if name in chosen]
 
 
 def _settings(method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -159,11 +116,18 @@ def _settings(method: str, given: dict[str, Any]) -> dict[str, Any]:
         if "inner_ratio" in given or "outer_rank" in given:
             raise ValueError("settings: give either allocation or inner_ratio/outer_rank, not both")
         out["inner_ratio"] = out["outer_rank"] = None
-        return out
-    missing = [k for k in ("inner_ratio", "rank") if k in allowed and out[k] is None]
-    if missing:
-        raise ValueError(f"settings: method {method!r} needs {missing[0]}=...")
+    else:
+        missing = [k for k in ("inner_ratio", "rank") if k in allowed and out[k] is None]
+        if missing:
+            raise ValueError(f"settings: method {method!r} needs {missing[0]}=...")
+    if method in ("ssvdo", "ssvd"):
+        _ssvdo_settings(out)  # bad values raise before the model is touched
     return out
+
+
+def _ssvdo_settings(s: dict[str, Any]) -> SSVDOSettings:
+    """The SSVD-O layer settings among a method's settings (None: not given here)."""
+    return SSVDOSettings(**{k: v for k, v in s.items() if k in _SSVDO_SETTINGS and v is not None})
 
 
 class AdapterHandle:
@@ -303,17 +267,12 @@ def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, An
     return LoraModel(model, config, adapter_name="default")
 
 
-def _exact_glob(name: str) -> str:
-    """A glob matching exactly ``name`` (fnmatch treats ``[``, ``]``, ``*``, ``?`` specially)."""
-    return re.sub(r"([\[\]*?])", r"[\1]", name)
-
-
 def _apply_ssvdo(model: nn.Module, names: list[str], s: dict[str, Any]) -> None:
-    from cl_ssvdo.ssvdo import inject_ssvdo
+    from cl_ssvdo.ssvdo import inject_layers
 
+    shared = _ssvdo_settings(s)
     if s.get("allocation") is None:
-        per_layer = {"inner_ratio": s["inner_ratio"], "outer_rank": s.get("outer_rank", 0)}
-        plan = {_exact_glob(n): per_layer for n in names}
+        plan = dict.fromkeys(names, shared.required())
     else:
         alloc = list(s["allocation"])
         if len(alloc) != len(names):
@@ -322,18 +281,10 @@ def _apply_ssvdo(model: nn.Module, names: list[str], s: dict[str, Any]) -> None:
                 f"matched layers {names}"
             )
         plan = {
-            _exact_glob(n): {"inner_ratio": float(p), "outer_rank": int(ol)}
+            n: shared.replace(inner_ratio=float(p), outer_rank=int(ol))
             for n, (p, ol) in zip(names, alloc, strict=True)
         }
-    inject_ssvdo(
-        model,
-        plan,
-        tau=s["tau"],
-        rotation=s["rotation"],
-        subspace=s["subspace"],
-        parameterisation=s["parameterisation"],
-        freeze_base=True,
-    )
+    inject_layers(model, plan, freeze_base=True)
 
 
 def apply_adapter(
@@ -341,11 +292,16 @@ def apply_adapter(
 ) -> AdapterHandle:
     """Adapt the layers of ``model`` matched by ``targets`` with ``method`` (in place).
 
-    Args:
-        model: any module; its matched ``nn.Linear`` layers get the adapter.
-        method: one of :data:`METHODS`.
-        targets: glob patterns over module names (see :func:`resolve_targets`).
-        **settings: the method's settings (module docstring).
+    Arguments
+    ---------
+    model : nn.Module
+        Any module; its matched ``nn.Linear`` layers get the adapter.
+    method : str
+        One of :data:`METHODS`.
+    targets : sequence of str
+        Patterns over module names (:mod:`cl_ssvdo.ssvdo.targets`).
+    **settings
+        The method's settings (module docstring, :func:`allowed_settings`).
     """
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}, expected one of {list(METHODS)}")

@@ -13,7 +13,8 @@ PiSSA      ``r_lora * (m + n)``
 full       ``m * n`` (``+ m`` with the bias)
 =========  ==========================================================================
 
-``round`` rounds halves up (``floor(p * r + 0.5)``), as :class:`cl_ssvdo.SSVDOLinear` does.
+``k``, ``l_eff`` and the SSVD-O count are those of :mod:`cl_ssvdo.ssvdo.settings` (the one
+place they are defined; ``round`` rounds halves up).
 
 Allocation rule (:func:`allocate`)
 ----------------------------------
@@ -55,6 +56,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Literal
 
+from cl_ssvdo.ssvdo.settings import check_shape, effective_outer_rank, inner_rank, num_parameters
+
 __all__ = [
     "inner_rank",
     "effective_outer_rank",
@@ -75,39 +78,14 @@ RankMethod = Literal["lora", "dora", "pissa"]
 Shape = tuple[int, int]
 
 
-def _check_shape(m: int, n: int) -> None:
-    for name, v in (("m", m), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: layer dimension must be a positive int, got {v!r}")
-
-
-def inner_rank(inner_ratio: float, r: int) -> int:
-    """``k = round(p * r)`` for ``p = inner_ratio`` in [0, 1], halves rounding up."""
-    if not (isinstance(inner_ratio, int | float) and 0.0 <= inner_ratio <= 1.0):
-        raise ValueError(f"inner_ratio: must be a number in [0, 1], got {inner_ratio!r}")
-    return int(math.floor(inner_ratio * r + 0.5))
-
-
-def effective_outer_rank(m: int, n: int, outer_rank: int) -> int:
-    """The outer rank a layer actually uses: 0 where ``m <= n``, never above ``min(r, m - n)``."""
-    _check_shape(m, n)
-    if isinstance(outer_rank, bool) or not isinstance(outer_rank, int) or outer_rank < 0:
-        raise ValueError(f"outer_rank: must be an int >= 0, got {outer_rank!r}")
-    if m <= n:
-        return 0
-    return min(outer_rank, n, m - n)
-
-
 def ssvdo_params(m: int, n: int, inner_ratio: float, outer_rank: int = 0) -> int:
-    """SSVD-O trainable parameters of one ``m x n`` layer: ``k(k-1)/2 + k + (m-n) * l_eff``.
+    """SSVD-O trainable parameters of one ``m x n`` layer: ``k(k-1)/2 + k + (m-n) * l_eff``
+    (:func:`cl_ssvdo.ssvdo.settings.num_parameters`).
 
     >>> ssvdo_params(4096, 1024, 0.25, 16)  # k = 256, l = 16
     82048
     """
-    _check_shape(m, n)
-    k = inner_rank(inner_ratio, min(m, n))
-    l_eff = effective_outer_rank(m, n, outer_rank)
-    return k * (k - 1) // 2 + k + (m - n) * l_eff
+    return num_parameters(m, n, inner_ratio, outer_rank)
 
 
 def ssvd_params(m: int, n: int, inner_ratio: float) -> int:
@@ -122,7 +100,7 @@ def _check_rank(rank: int) -> None:
 
 def lora_params(m: int, n: int, rank: int) -> int:
     """LoRA: ``A`` (rank x n) and ``B`` (m x rank)."""
-    _check_shape(m, n)
+    check_shape(m, n)
     _check_rank(rank)
     return rank * (m + n)
 
@@ -139,7 +117,7 @@ def pissa_params(m: int, n: int, rank: int) -> int:
 
 def full_params(m: int, n: int, bias: bool = False) -> int:
     """Full fine-tuning of the layer's weight (and bias)."""
-    _check_shape(m, n)
+    check_shape(m, n)
     return m * n + (m if bias else 0)
 
 
@@ -171,7 +149,7 @@ def _check_shapes(shapes: Sequence[Shape]) -> list[Shape]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"shapes[{idx}]: expected (m, n), got {shape!r}") from exc
         try:
-            _check_shape(m, n)
+            check_shape(m, n)
         except ValueError as exc:
             raise ValueError(f"shapes[{idx}]: {exc}") from exc
         out.append((m, n))
@@ -217,10 +195,14 @@ def _fill(caps: list[int], step_cost, key, budget: int) -> tuple[list[int], int]
 def allocate(shapes: Sequence[Shape], budget: int, inner_share: float) -> list[tuple[float, int]]:
     """Per-layer ``(inner_ratio, outer_rank)`` spending at most ``budget`` parameters.
 
-    Args:
-        shapes: ``(out_features, in_features)`` of each layer, in order.
-        budget: total trainable parameters allowed over all layers.
-        inner_share: fraction of the budget for the inner transform, in [0, 1].
+    Arguments
+    ---------
+    shapes : sequence of (int, int)
+        ``(out_features, in_features)`` of each layer, in order.
+    budget : int
+        Total trainable parameters allowed over all layers.
+    inner_share : float
+        Fraction of the budget for the inner transform, in [0, 1].
 
     Returns a list aligned with ``shapes``. See the module docstring for the rule.
     Raises ``ValueError`` naming ``budget`` when nothing non-zero fits.

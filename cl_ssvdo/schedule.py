@@ -30,7 +30,9 @@ Validation raises ``ScheduleError`` (a ``ValueError``) naming the offending fiel
 group, a malformed setting, a budget below the smallest setting, a schedule shorter than the
 stream, a target layer that no group (or more than one) covers.
 
-This module depends on ``cl_ssvdo.budget`` only (no torch, no Avalanche).
+One group's setting (parsing, scaling, resolution onto the group's layers) lives in
+:mod:`cl_ssvdo.schedule_setting`; this module holds the schedule over experiences and groups.
+Both depend on ``cl_ssvdo.budget`` and ``cl_ssvdo.ssvdo.settings`` only (no Avalanche).
 
 Example
 -------
@@ -47,14 +49,18 @@ Example
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from cl_ssvdo import budget as budget_lib
+from cl_ssvdo.schedule_setting import (
+    SETTING_FIELDS,
+    SUBSPACE_CHOICES,
+    GroupSetting,
+    LayerSetting,
+    ScheduleError,
+    resolve_group,
+)
 
 __all__ = [
     "ScheduleError",
@@ -66,115 +72,7 @@ __all__ = [
 ]
 
 DEFAULT_GROUP = "all"
-_EXPLICIT_FIELDS = ("inner_ratio", "outer_rank")
-_BUDGET_FIELDS = ("budget", "inner_share")
-_SETTING_FIELDS = _EXPLICIT_FIELDS + _BUDGET_FIELDS
-SUBSPACE_CHOICES = ("top", "tail", "auto")
 _FORMS = ("constant", "per_experience", "decaying")
-
-
-class ScheduleError(ValueError):
-    """A budget schedule that cannot be used; the message names the field at fault."""
-
-
-@dataclass(frozen=True)
-class GroupSetting:
-    """One group's setting for one experience: explicit ``(inner_ratio, outer_rank)`` or a
-    parameter ``budget`` with an ``inner_share``. Exactly one of the two kinds is set.
-    ``subspace`` (``top``/``tail``/``auto``, or None for the plugin's default) goes with either."""
-
-    inner_ratio: float | None = None
-    outer_rank: int | None = None
-    budget: int | None = None
-    inner_share: float | None = None
-    subspace: str | None = None
-
-    @property
-    def is_budget(self) -> bool:
-        return self.budget is not None
-
-    @classmethod
-    def parse(cls, data: Any, where: str) -> GroupSetting:
-        """Validate a mapping (or a ``GroupSetting``); ``where`` names it in errors."""
-        if isinstance(data, GroupSetting):
-            data = {k: v for k, v in asdict(data).items() if v is not None}
-        if not isinstance(data, Mapping):
-            raise ScheduleError(f"{where}: expected a mapping of setting fields, got {data!r}")
-        unknown = sorted(set(data) - {*_SETTING_FIELDS, "subspace"})
-        if unknown:
-            raise ScheduleError(
-                f"{where}: unknown field(s) {unknown}; allowed: {[*_SETTING_FIELDS, 'subspace']}"
-            )
-        subspace = data.get("subspace")
-        if subspace is not None and subspace not in SUBSPACE_CHOICES:
-            raise ScheduleError(
-                f"{where}.subspace: must be one of {list(SUBSPACE_CHOICES)}, got {subspace!r}"
-            )
-        data = {k: v for k, v in data.items() if k != "subspace"}
-        has_explicit = any(f in data for f in _EXPLICIT_FIELDS)
-        has_budget = any(f in data for f in _BUDGET_FIELDS)
-        if has_explicit and has_budget:
-            raise ScheduleError(
-                f"{where}: give either inner_ratio/outer_rank or budget/inner_share, not both"
-            )
-        if has_budget:
-            b, s = data.get("budget"), data.get("inner_share")
-            if b is None or s is None:
-                raise ScheduleError(f"{where}: a budget setting needs both budget and inner_share")
-            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-                raise ScheduleError(f"{where}.budget: must be an int >= 1, got {b!r}")
-            _check_unit(s, f"{where}.inner_share")
-            return cls(budget=b, inner_share=float(s), subspace=subspace)
-        if "inner_ratio" not in data:
-            raise ScheduleError(f"{where}: needs inner_ratio (and optionally outer_rank) or budget")
-        p, lr = data["inner_ratio"], data.get("outer_rank", 0)
-        _check_unit(p, f"{where}.inner_ratio")
-        if isinstance(lr, bool) or not isinstance(lr, int) or lr < 0:
-            raise ScheduleError(f"{where}.outer_rank: must be an int >= 0, got {lr!r}")
-        return cls(inner_ratio=float(p), outer_rank=lr, subspace=subspace)
-
-    def scaled(self, factors: Mapping[str, float], power: int) -> GroupSetting:
-        """The setting with each field in ``factors`` multiplied by ``factor ** power``;
-        integer fields are rounded down (``budget`` never below 1 is *not* enforced here, the
-        resolver reports a too-small budget with its location)."""
-        changes: dict[str, Any] = {}
-        for field, factor in factors.items():
-            value = getattr(self, field)
-            if value is None:
-                continue
-            scaled = value * factor**power
-            if field in ("outer_rank", "budget"):
-                scaled = int(math.floor(scaled + 1e-9))
-            else:
-                scaled = min(1.0, float(scaled))
-            changes[field] = scaled
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class LayerSetting:
-    """A resolved per-layer setting. ``trainable`` is the SSVD-O parameter count
-    (:func:`cl_ssvdo.budget.ssvdo_params`) of ``(inner_ratio, outer_rank)`` on this layer;
-    ``subspace`` is the group's (None: the plugin's default; ``auto`` is decided by the plugin
-    on the layer's weight)."""
-
-    name: str
-    group: str
-    out_features: int
-    in_features: int
-    inner_ratio: float
-    outer_rank: int
-    inner_rank: int
-    trainable: int
-    subspace: str | None = None
-
-
-def _check_unit(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ScheduleError(f"{where}: must be a number in [0, 1], got {value!r}")
 
 
 def _normalise_groups(
@@ -234,9 +132,9 @@ class BudgetSchedule:
         if self.decay and not repeat:
             raise ScheduleError("decay: only a constant start setting can decay")
         for field, factor in self.decay.items():
-            if field not in _SETTING_FIELDS:
+            if field not in SETTING_FIELDS:
                 raise ScheduleError(
-                    f"decay.{field}: unknown field; allowed: {list(_SETTING_FIELDS)}"
+                    f"decay.{field}: unknown field; allowed: {list(SETTING_FIELDS)}"
                 )
             if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
                 raise ScheduleError(f"decay.{field}: factor must be a number > 0, got {factor!r}")
@@ -379,7 +277,7 @@ class BudgetSchedule:
             by_group.setdefault(membership[layer[0]], []).append(layer)
         resolved: dict[str, LayerSetting] = {}
         for g, members in by_group.items():
-            for st in self._resolve_group(settings[g], members, outer, f"{where}.{g}", g):
+            for st in resolve_group(settings[g], members, outer, f"{where}.{g}", g):
                 resolved[st.name] = st
         return [resolved[name] for name, _, _ in layers]
 
@@ -402,7 +300,7 @@ class BudgetSchedule:
     def _parse_entry(self, entry: Any, where: str) -> dict[str, GroupSetting]:
         if (
             isinstance(entry, Mapping)
-            and any(k in _SETTING_FIELDS or k == "subspace" for k in entry)
+            and any(k in SETTING_FIELDS or k == "subspace" for k in entry)
             and not any(k in self.groups for k in entry)
         ):
             # A bare setting: allowed only with a single group.
@@ -425,66 +323,3 @@ class BudgetSchedule:
         if absent:
             raise ScheduleError(f"{where}: no setting for group(s) {absent}")
         return out
-
-    @staticmethod
-    def _resolve_group(
-        setting: GroupSetting,
-        members: list[tuple[str, int, int]],
-        outer: bool,
-        where: str,
-        group: str,
-    ) -> list[LayerSetting]:
-        shapes = [(m, n) for _, m, n in members]
-        if setting.is_budget:
-            pairs = _allocate(shapes, setting, outer, where)
-        else:
-            _check_unit(setting.inner_ratio, f"{where}.inner_ratio")
-            l_req = setting.outer_rank if outer else 0
-            pairs = [(setting.inner_ratio, l_req)] * len(members)
-        out = []
-        for (name, m, n), (p, lr) in zip(members, pairs, strict=True):
-            l_eff = budget_lib.effective_outer_rank(m, n, int(lr))
-            out.append(
-                LayerSetting(
-                    name=name,
-                    group=group,
-                    out_features=m,
-                    in_features=n,
-                    inner_ratio=float(p),
-                    outer_rank=l_eff,
-                    inner_rank=budget_lib.inner_rank(float(p), min(m, n)),
-                    trainable=budget_lib.ssvdo_params(m, n, float(p), l_eff),
-                    subspace=setting.subspace,
-                )
-            )
-        return out
-
-
-def _allocate(
-    shapes: list[tuple[int, int]], setting: GroupSetting, outer: bool, where: str
-) -> list[tuple[float, int]]:
-    """``cl_ssvdo.budget.allocate`` with errors that name the schedule entry, and a check that
-    each part given a positive share can buy at least its smallest setting."""
-    b = int(setting.budget or 0)
-    share = 1.0 if not outer else float(setting.inner_share)
-    if b < 1:
-        raise ScheduleError(
-            f"{where}.budget: {b} is below the smallest setting (k=1 on one layer: 1 parameter)"
-        )
-    if outer and share < 1.0 and any(m > n for m, n in shapes):
-        b_out = min(b, math.floor((1.0 - share) * b + 1e-9))
-        cheapest = min(m - n for m, n in shapes if m > n)
-        if b_out < cheapest:
-            raise ScheduleError(
-                f"{where}.budget: the outer part {b_out} (= {1.0 - share:g} of {b}) is below the "
-                f"smallest outer setting (l=1 costs {cheapest} parameters); raise the budget or "
-                f"set inner_share to 1"
-            )
-    try:
-        with warnings.catch_warnings():
-            # No layer with out > in: the allocator moves the outer share to inner; expected
-            # for groups such as down-projections, so not worth a warning per experience.
-            warnings.simplefilter("ignore", UserWarning)
-            return budget_lib.allocate(shapes, b, share)
-    except ValueError as err:
-        raise ScheduleError(f"{where}.{err}") from None

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +72,36 @@ class ConfigError(ValueError):
         super().__init__(f"config field '{field}'{where}: {message}{hint}")
 
 
-@lru_cache(maxsize=1)
-def load_schema() -> dict[str, Any]:
-    """The experiment JSON Schema (draft 2020-12) as a dict."""
-    return json.loads(SCHEMA_PATH.read_text())
+@cache
+def load_schema(name: str = "experiment") -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) ``experiments/schema/<name>.schema.json`` as a dict
+    (``experiment``: run configs; ``study``, ``study_v2``: study configs). A ``$ref`` to
+    another schema file (``experiment.schema.json#/properties/executor``) is inlined.
+
+    >>> load_schema("study")["properties"]["executor"] == load_schema()["properties"]["executor"]
+    True
+    """
+    return _inline_file_refs(json.loads((SCHEMA_PATH.parent / f"{name}.schema.json").read_text()))
+
+
+def _inline_file_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if len(node) == 1 and ".schema.json#/" in ref:
+            file, pointer = ref.split("#/", 1)
+            target: Any = load_schema(file.removesuffix(".schema.json"))
+            for part in pointer.split("/"):
+                target = target[part]
+            return copy.deepcopy(target)
+        return {k: _inline_file_refs(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_file_refs(v) for v in node]
+    return node
 
 
 def shipped_configs() -> list[Path]:
     """Every experiment config shipped in ``experiments/configs`` (``study*.yaml`` excluded:
-    those are study configs, validated by ``experiments.study``)."""
+    those are study configs, validated by ``experiments.study.config``)."""
     return sorted(p for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("study"))
 
 
@@ -337,9 +358,12 @@ def _error_to_config_error(error: jsonschema.ValidationError, source: str | None
     return ConfigError(error.message, field, None, source)
 
 
-def validate_config(cfg: Mapping[str, Any], source: str | None = None) -> None:
-    """Raise :class:`ConfigError` (field path, allowed values) for the most relevant schema error."""
-    validator = jsonschema.Draft202012Validator(load_schema())
+def validate_config(
+    cfg: Mapping[str, Any], source: str | None = None, schema: str = "experiment"
+) -> None:
+    """Raise :class:`ConfigError` (field path, allowed values) for the most relevant error
+    against the schema ``schema`` (:func:`load_schema`; study configs pass ``"study"``)."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema))
     errors = list(validator.iter_errors(cfg))
     if not errors:
         return

@@ -20,7 +20,7 @@ __all__ = ["base_lines", "run_demo"]
 def base_lines(results: Sequence[Any]) -> list[str]:
     """One line per base model the runs (``RunResult``) used: folder and fingerprints."""
     from cl_ssvdo.asr.fingerprint import short
-    from experiments.recorder import RunDir
+    from experiments.run_dir import RunDir
 
     bases = {}
     for result in results:

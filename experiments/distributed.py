@@ -128,8 +128,9 @@ def train_experience(
     """``steps`` AdamW steps over the trainable parameters on global batches of ``data``
     (item dataset ``(wav [T], words, id)``); returns the global mean loss of every step
     (the same on every rank)."""
-    from cl_ssvdo.asr.data import durations_of, pad_batch, sorted_batches
+    from cl_ssvdo.asr.batching import durations_of, sorted_batches
     from cl_ssvdo.asr.loss import ctc_batch_loss
+    from cl_ssvdo.data import collate_speech
 
     rank, size = world()
     if global_batch % size:
@@ -153,7 +154,7 @@ def train_experience(
         freeze_norm(model)
     for step in range(steps):
         part = shard(batches[step], rank, size)
-        wavs, wav_lens, words, _ = pad_batch([data[i] for i in part])
+        wavs, wav_lens, words, _ = collate_speech([data[i] for i in part])
         device = next(model.parameters()).device
         optimizer.zero_grad(set_to_none=True)
         log_probs, out_lens = wrapped(wavs.to(device), wav_lens.to(device))
@@ -189,10 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON with losses and WERs (rank 0)")
     args = p.parse_args(argv)
 
-    from benchmarks.dataset import ManifestDataset
-    from benchmarks.stream import manifest_path
     from cl_ssvdo.asr.evaluate import evaluate_model
     from cl_ssvdo.asr.pretrained import load_pretrained
+    from cl_ssvdo.data import ManifestDataset, manifest_path
 
     torch.set_num_threads(1)
     rank, size = setup(args.device)

@@ -116,7 +116,7 @@ def export_run(
     """Exports the model of run folder ``run_dir`` after experience ``after`` (1-based; 0 =
     the base; default the last finished one) to ``folder``; optionally logs it to MLflow."""
     from experiments.checkpoint import load_model_state
-    from experiments.recorder import RunDir
+    from experiments.run_dir import RunDir
 
     run = RunDir(run_dir)
     state = run.state()

@@ -1,17 +1,20 @@
 """Config -> plugin objects -> CTC strategy. The plugin classes live in ``strategies``; this
-module only maps validated config data onto their constructors.
+module only maps validated config data onto their constructors. The keys each method accepts
+(:func:`adapter_keys`) derive from :class:`cl_ssvdo.ssvdo.settings.SSVDOSettings` (``<layer
+settings>``: its fields but ``inner_ratio``/``outer_rank``, which come from the schedule) and
+:func:`cl_ssvdo.baselines.allowed_settings`; ``schedule`` / ``match`` are parsed once here
+(:func:`parse_schedules`) and the plugins get the parsed objects.
 
 ``strategy.adapter`` (one adapter plugin, first in ``plugins=[...]``):
 
 =========  ==========================================================================
 method     plugin
 =========  ==========================================================================
-ssvdo      ``SSVDOPlugin(schedule, targets, tau, rotation, subspace, outer, parameterisation)``
-ssvd       ``SSVDPlugin(inner_ratio= | schedule= | match=, targets, tau, rotation, subspace,
-           parameterisation)``
+ssvdo      ``SSVDOPlugin(schedule, targets, outer, <layer settings>)``
+ssvd       ``SSVDPlugin(inner_ratio= | schedule= | match=, targets, <layer settings>)``
 lora/dora  ``BaselinePlugin(method, targets, rank= | match=, alpha, dropout, max_shortfall)``
 pissa      idem
-full       ``FullFTPlugin(targets, bias)``
+full       ``BaselinePlugin("full", targets, bias)``
 =========  ==========================================================================
 
 ``strategy.plugins`` (in order, after the adapter): naive (none), replay
@@ -31,30 +34,45 @@ from torch import nn
 from experiments.config import ConfigError
 
 __all__ = [
+    "adapter_keys",
     "build_adapter_plugin",
     "build_cl_plugins",
+    "build_plugins",
     "build_strategy",
     "check_schedule",
+    "parse_schedules",
     "resolve_device",
 ]
 
-_ADAPTER_KEYS = {
-    "ssvdo": ("targets", "schedule", "tau", "rotation", "subspace", "outer", "parameterisation"),
-    "ssvd": (
-        "targets",
-        "schedule",
-        "match",
-        "inner_ratio",
-        "tau",
-        "rotation",
-        "subspace",
-        "parameterisation",
-    ),
-    "lora": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
-    "dora": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
-    "pissa": ("targets", "rank", "match", "alpha", "dropout", "max_shortfall"),
-    "full": ("targets", "bias"),
-}
+
+def _layer_keys() -> tuple[str, ...]:
+    """SSVD-O layer settings a config may set for a whole adapter (``inner_ratio`` and
+    ``outer_rank`` come from the schedule)."""
+    from cl_ssvdo.ssvdo.settings import SETTING_NAMES
+
+    return tuple(k for k in SETTING_NAMES if k not in ("inner_ratio", "outer_rank"))
+
+
+def adapter_keys(method: str) -> tuple[str, ...]:
+    """The keys ``strategy.adapter`` accepts for ``method`` besides ``method`` itself, derived
+    from the settings of :mod:`cl_ssvdo.ssvdo.settings` and :mod:`cl_ssvdo.baselines` (the
+    JSON schema is checked against them by a test).
+
+    >>> adapter_keys("ssvdo")
+    ('targets', 'schedule', 'outer', 'tau', 'rotation', 'subspace', 'parameterisation')
+    >>> adapter_keys("lora")
+    ('targets', 'rank', 'match', 'max_shortfall', 'alpha', 'dropout')
+    """
+    from cl_ssvdo.baselines import allowed_settings
+
+    if method == "ssvdo":
+        return ("targets", "schedule", "outer", *_layer_keys())
+    if method == "ssvd":
+        return ("targets", "schedule", "match", "inner_ratio", *_layer_keys())
+    if method == "full":
+        return ("targets", *allowed_settings("full"))
+    peft_only = [k for k in allowed_settings(method) if k not in ("rank", "pissa_init")]
+    return ("targets", "rank", "match", "max_shortfall", *peft_only)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,41 +82,47 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def check_schedule(adapter: Mapping[str, Any] | None) -> None:
-    """Parse the adapter's ``schedule`` / ``match`` now, so a bad one is a :class:`ConfigError`
-    naming its field (not an error after the base model was built)."""
+def parse_schedules(adapter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The adapter's ``schedule`` / ``match`` parsed into ``BudgetSchedule`` objects (absent
+    keys left out); a bad one is a :class:`ConfigError` naming its field, raised before any
+    model is built."""
     if not adapter:
-        return
+        return {}
     from cl_ssvdo.schedule import BudgetSchedule, ScheduleError
 
+    parsed = {}
     for key in ("schedule", "match"):
         if adapter.get(key) is None:
             continue
         try:
-            BudgetSchedule.from_dict(adapter[key], where=key)
+            parsed[key] = BudgetSchedule.from_dict(adapter[key], where=key)
         except ScheduleError as exc:
             raise ConfigError(str(exc), f"strategy.adapter.{key}") from exc
+    return parsed
+
+
+def check_schedule(adapter: Mapping[str, Any] | None) -> None:
+    """Raise :class:`ConfigError` when the adapter's ``schedule`` / ``match`` is bad."""
+    parse_schedules(adapter)
 
 
 def build_adapter_plugin(adapter: Mapping[str, Any] | None) -> BasePlugin | None:
     """The adapter plugin of ``strategy.adapter`` (None when the whole model trains)."""
     if not adapter:
         return None
-    from strategies.adapters.peft import BaselinePlugin, FullFTPlugin, SSVDPlugin
-    from strategies.adapters.ssvdo import SSVDOPlugin
+    from strategies.adapters.peft import BaselinePlugin
+    from strategies.adapters.ssvdo import SSVDOPlugin, SSVDPlugin
 
     method = adapter["method"]
-    kwargs = {k: adapter[k] for k in _ADAPTER_KEYS[method] if adapter.get(k) is not None}
+    kwargs = {k: adapter[k] for k in adapter_keys(method) if adapter.get(k) is not None}
     if "targets" in kwargs:
         kwargs["targets"] = tuple(kwargs["targets"])
-    check_schedule(adapter)
+    kwargs.update(parse_schedules(adapter))  # parsed once, passed on as objects
     try:
         if method == "ssvdo":
             return SSVDOPlugin(**kwargs)
         if method == "ssvd":
             return SSVDPlugin(**kwargs)
-        if method == "full":
-            return FullFTPlugin(**kwargs)
         return BaselinePlugin(method, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc), "strategy.adapter") from exc
@@ -182,14 +206,17 @@ def build_strategy(
     evaluator: Any = None,
     extra_plugins: Sequence[BasePlugin] = (),
     device: str | torch.device | None = None,
+    plugins: Sequence[BasePlugin] | None = None,
 ):
     """A ``strategies.CTCTemplate`` for ``config``: adapter + CL plugins from the config, then
     ``extra_plugins`` (e.g. a ``WERMatrix``); optimiser, batch sizes, epochs, step budget
-    from ``config["train"]``. Returns ``(strategy, plugins)`` (the config's plugins only)."""
+    from ``config["train"]``. ``plugins``: the config's plugins when already built
+    (:func:`build_plugins`), else built here. Returns ``(strategy, plugins)`` (the config's
+    plugins only)."""
     from strategies.template import CTCTemplate
 
     train = config["train"]
-    plugins = build_plugins(config)
+    plugins = build_plugins(config) if plugins is None else list(plugins)
     opt = train["optimizer"]
     lr = float(opt["lr"])
     if lr <= 0:

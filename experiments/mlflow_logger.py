@@ -164,12 +164,17 @@ def trainable_parameters(strategy: Any) -> int:
 class MLflowLogger(BaseLogger):
     """Avalanche ``BaseLogger`` that writes to one MLflow run (and its run folder).
 
-    Args:
-        recorder: where to write; when ``None`` a recorder for a new MLflow run is created
-            from ``tracking_uri`` / ``experiment`` / ``run_name`` (no local folder).
-        params: params to log once, at construction.
-        domains: domain names in stream order (names the per-domain metrics).
-        log_avalanche_metrics: also log the metrics the ``EvaluationPlugin`` emits.
+    Arguments
+    ---------
+    recorder : RunRecorder or None
+        Where to write; when ``None`` a recorder for a new MLflow run is created from
+        ``tracking_uri`` / ``experiment`` / ``run_name`` (no local folder).
+    params : Mapping[str, Any] or None
+        Params to log once, at construction.
+    domains : list[str] or None
+        Domain names in stream order (names the per-domain metrics).
+    log_avalanche_metrics : bool
+        Also log the metrics the ``EvaluationPlugin`` emits.
     """
 
     def __init__(

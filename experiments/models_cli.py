@@ -69,6 +69,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(
         "load with WhisperForConditionalGeneration.from_pretrained / WhisperProcessor."
         f"from_pretrained({str(out)!r}) or WhisperASR.from_hparams(source={str(out)!r}, "
-        f"savedir={str(out)!r})"
+        f"savedir={str(out)!r}, overrides={{'whisper_source': {str(out)!r}}})"
     )
     return 0

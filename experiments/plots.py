@@ -55,10 +55,11 @@ def matrix_heatmap(
 
     ``center_zero`` uses a diverging map symmetric around 0 (for forgetting / BWT deltas).
 
-    Example:
-        >>> fig = matrix_heatmap([[50.0, 90.0], [20.0, 60.0]], ["base", "after a"], ["a", "b"], "WER")
-        >>> len(fig.axes[0].texts)
-        4
+    Example
+    -------
+    >>> fig = matrix_heatmap([[50.0, 90.0], [20.0, 60.0]], ["base", "after a"], ["a", "b"], "WER")
+    >>> len(fig.axes[0].texts)
+    4
     """
     data = np.asarray(matrix, dtype=float)
     if data.shape != (len(row_labels), len(col_labels)):
@@ -219,11 +220,12 @@ def layer_diagnostics(rows: Sequence[Mapping[str, object]], title: str = "What m
     weight change), x = experience, one line per layer. ``rows``: the run's budget table
     (``experience``, ``layer`` and the figures; rows without a figure are skipped).
 
-    Example:
-        >>> rows = [{"experience": e, "layer": "ffn.0", "inner_angle": 0.1 * e,
-        ...          "weight_change": 0.01 * e} for e in (1, 2, 3)]
-        >>> [ax.get_ylabel() for ax in layer_diagnostics(rows).axes]
-        ['inner rotation angle (deg)', '||dW||_F / ||W0||_F of the experience']
+    Example
+    -------
+    >>> rows = [{"experience": e, "layer": "ffn.0", "inner_angle": 0.1 * e,
+    ...          "weight_change": 0.01 * e} for e in (1, 2, 3)]
+    >>> [ax.get_ylabel() for ax in layer_diagnostics(rows).axes]
+    ['inner rotation angle (deg)', '||dW||_F / ||W0||_F of the experience']
     """
     panels = [p for p in _DIAGNOSTIC_PANELS if any(p[0] in row for row in rows)]
     if not panels:

@@ -1,7 +1,7 @@
 """What a run needs before training: the stream (generated or reused) and the base model
 (pretrained once, then reused from its folder).
 
-- :func:`prepare_stream` -> ``benchmarks.stream.StreamInfo``: ``stream.root`` when set, else
+- :func:`prepare_stream` -> ``cl_ssvdo.data.StreamInfo``: ``stream.root`` when set, else
   ``benchmarks.synthetic.generate_stream(stream.synthetic, stream.cache_dir)`` (cached by
   config hash, so a second call costs nothing).
 - :func:`prepare_base_model` -> ``(model, tokenizer, folder)``: ``model.pretrained`` when it
@@ -36,7 +36,7 @@ __all__ = [
 
 def prepare_stream(config: Mapping[str, Any], progress: bool = True):
     """The stream of ``config`` (generated on first use for a synthetic stream)."""
-    from benchmarks.stream import StreamInfo
+    from cl_ssvdo.data import StreamInfo
 
     stream = config["stream"]
     if stream.get("root"):
@@ -69,6 +69,16 @@ def prepare_stream(config: Mapping[str, Any], progress: bool = True):
 def stream_domains(config: Mapping[str, Any], info) -> list[str]:
     """The domains of the run, in stream order (``stream.domains`` or all)."""
     return list(config["stream"].get("domains") or info.domains)
+
+
+def eval_split(config: Mapping[str, Any]) -> str:
+    """The split whose experiences fill the WER matrix: ``stream.eval_split``, test when absent
+    (absent rather than defaulted, so configs written before the key keep their hash).
+
+    >>> eval_split({"stream": {}}), eval_split({"stream": {"eval_split": "valid"}})
+    ('test', 'valid')
+    """
+    return config["stream"].get("eval_split") or "test"
 
 
 def make_stream_benchmark(
@@ -158,11 +168,16 @@ def is_pretrained_folder(folder: str | Path) -> bool:
 
 def _manifest_data(info, domains: Sequence[str], split: str, limit: int | None):
     """One dataset over several manifests, keeping ``ids``/``durations`` (no audio loaded)."""
-    from cl_ssvdo.asr import ManifestSpeech
+    from cl_ssvdo.data import ManifestDataset
 
     parts = []
     for domain in domains:
-        part = ManifestSpeech(info.manifest(domain, split), root=info.root)
+        part = ManifestDataset(
+            info.manifest(domain, split),
+            root=info.root,
+            sample_rate=info.sample_rate,
+            resample=info.resample,
+        )
         if limit is not None:
             part.rows = part.rows[:limit]
         parts.append(part)

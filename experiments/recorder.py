@@ -1,16 +1,7 @@
 """Local-first run recording: every param, metric and artifact is written to the run folder
 before it is sent to MLflow, so an unreachable or vanishing tracking server never loses results.
 
-Run folder layout (all plain files)::
-
-    RUN_DIR/config.yaml          the resolved config of this run (seed included)
-    RUN_DIR/params.json          MLflow params (flattened config, git commit, versions, seed)
-    RUN_DIR/tags.json            MLflow tags
-    RUN_DIR/metrics.jsonl        one {"key", "value", "step", "timestamp"} per line, append-only
-    RUN_DIR/state.json           progress: matrices so far, completed experiences, MLflow run id
-    RUN_DIR/artifacts/           files logged as run artifacts (matrices, plots, budget table)
-    RUN_DIR/artifacts/tables/    long-format tables, logged with ``log_table`` as well
-    RUN_DIR/checkpoints/         the latest per-experience checkpoint (for ``--resume``)
+The run folder itself (layout, JSON helpers, lock) is :class:`experiments.run_dir.RunDir`.
 
 :func:`sync_run_dir` replays a folder into any tracking store (``cl-ssvdo sync RUN_DIR``).
 """
@@ -18,14 +9,11 @@ Run folder layout (all plain files)::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
-import os
-import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from experiments.run_dir import RunDir
 from experiments.tracking import (
     TrackingUnreachableError,
     check_tracking,
@@ -42,131 +31,9 @@ from experiments.tracking import (
     resolve_artifact_location,
 )
 
-__all__ = ["RunDir", "RunFolderBusyError", "RunRecorder", "sync_run_dir"]
+__all__ = ["RunRecorder", "sync_run_dir"]
 
 MAX_PARAM_CHARS = 6000
-
-
-class RunDir:
-    """Paths and small JSON helpers for one run folder."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    @property
-    def artifacts(self) -> Path:
-        return self.path / "artifacts"
-
-    @property
-    def tables(self) -> Path:
-        return self.artifacts / "tables"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    def create(self) -> RunDir:
-        for folder in (self.path, self.artifacts, self.tables, self.checkpoints):
-            folder.mkdir(parents=True, exist_ok=True)
-        return self
-
-    def read_json(self, name: str, default: Any = None) -> Any:
-        path = self.path / name
-        return json.loads(path.read_text()) if path.is_file() else default
-
-    def write_json(self, name: str, data: Any) -> Path:
-        """Atomic write (tmp file + rename), so a kill never leaves half a file."""
-        path = self.path / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
-        tmp.replace(path)
-        return path
-
-    def state(self) -> dict[str, Any]:
-        return self.read_json("state.json", {})
-
-    def update_state(self, **changes: Any) -> dict[str, Any]:
-        state = {**self.state(), **changes}
-        self.write_json("state.json", state)
-        return state
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """The metric history; a torn last line (the mark of a kill while logging) is skipped
-        with a warning, a bad line elsewhere is a ``ValueError`` naming file and line."""
-        if not self.metrics_file.is_file():
-            return []
-        lines = self.metrics_file.read_text(errors="replace").splitlines()
-        rows = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                if number == len(lines):
-                    warnings.warn(
-                        f"{self.metrics_file}: skipping a torn last line ({number}): {line[:80]!r}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    continue
-                raise ValueError(f"{self.metrics_file} line {number}: not JSON ({exc})") from exc
-        return rows
-
-    @contextlib.contextmanager
-    def lock(self, wait: bool = True) -> Iterator[None]:
-        """Hold an exclusive ``fcntl`` lock on ``<run folder>.lock`` (next to the folder, so
-        ``--fresh`` can remove the folder). A second process running the same folder waits
-        (with a message) or, with ``wait=False``, gets a :class:`RunFolderBusyError`."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.parent / f"{self.path.name}.lock"
-        with lock.open("a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "?"
-                if not wait:
-                    raise RunFolderBusyError(self.path, holder) from None
-                print(
-                    f"cl-ssvdo: run folder {self.path} is in use by process {holder}; waiting",
-                    file=sys.stderr,
-                )
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-    def is_run_dir(self) -> bool:
-        return (self.path / "config.yaml").is_file() and (self.path / "state.json").is_file()
-
-
-class RunFolderBusyError(RuntimeError):
-    """Another process holds the run folder's lock."""
-
-    def __init__(self, path: Path, holder: str) -> None:
-        self.path = path
-        super().__init__(
-            f"run folder {path} is in use by process {holder}: an identical run is going on; "
-            "wait for it (its result is reused) or change the config or seed"
-        )
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _clip_param(value: Any) -> str:
@@ -186,15 +53,24 @@ def _resumable(client: MlflowClient, run_id: str) -> bool:
 class RunRecorder:
     """Writes a run to its folder and, while the store answers, to one MLflow run.
 
-    Args:
-        run_dir: the run folder (``None``: MLflow only, e.g. a parent sweep run).
-        tracking_uri: MLflow store; ``None`` with ``offline=True`` records locally only.
-        experiment: MLflow experiment name (created with ``artifact_location`` if missing).
-        run_name: MLflow run name.
-        parent_run_id: makes this a nested child run.
-        run_id: continue this MLflow run (resume) instead of creating one.
-        offline: never contact MLflow (sync later).
-        check: check the store up front and raise :class:`TrackingUnreachableError`.
+    Arguments
+    ---------
+    run_dir : str, Path or None
+        The run folder (``None``: MLflow only, e.g. a parent sweep run).
+    tracking_uri : str or None
+        MLflow store; ``None`` with ``offline=True`` records locally only.
+    experiment : str
+        MLflow experiment name (created with ``artifact_location`` if missing).
+    run_name : str or None
+        MLflow run name.
+    parent_run_id : str or None
+        Makes this a nested child run.
+    run_id : str or None
+        Continue this MLflow run (resume) instead of creating one.
+    offline : bool
+        Never contact MLflow (sync later).
+    check : bool
+        Check the store up front and raise :class:`TrackingUnreachableError`.
 
     If an MLflow call fails after the start, a warning is issued, the recorder goes offline for
     the rest of the run and ``state.json`` records ``mlflow.synced = false``.

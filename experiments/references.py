@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 
 __all__ = ["diagonal", "find_local_reference", "load_reference"]
 

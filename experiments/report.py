@@ -14,8 +14,8 @@ import pandas as pd
 
 from cl_ssvdo import metrics
 from experiments.compare import frame_to_text
-from experiments.recorder import RunDir
 from experiments.results import SUMMARY_SCALARS, RunResult, format_matrix
+from experiments.run_dir import RunDir
 
 __all__ = ["report_run_dir"]
 

@@ -16,7 +16,7 @@ import yaml
 
 from cl_ssvdo import metrics
 from experiments.artifacts import budget_frame, long_table, row_labels, write_matrix
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 
 __all__ = [
     "RunResult",

@@ -20,12 +20,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from experiments.recorder import RunDir, sync_run_dir
+from experiments.recorder import sync_run_dir
+from experiments.run_dir import RunDir
+from experiments.server import wait_healthy
 from experiments.tracking import get_client, ui_command
 
 __all__ = ["chromium_binary", "main", "screenshot_landing", "screenshot_run"]
@@ -56,22 +56,18 @@ def chromium_binary() -> str | None:
     return None
 
 
+def _require_chromium() -> str:
+    """:func:`chromium_binary`, or ``FileNotFoundError`` saying how to install it."""
+    browser = chromium_binary()
+    if browser is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    return browser
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"mlflow ui at {url} did not answer /health within {timeout:.0f} s")
 
 
 def screenshot_run(
@@ -83,55 +79,41 @@ def screenshot_run(
     wait_ms: int = 20000,
 ) -> Path:
     """Screenshot of ``run_dir``'s artifact page (``artifact`` selected) as a PNG at ``out``."""
-    browser = chromium_binary()
-    if browser is None:
-        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    _require_chromium()
     if not RunDir(run_dir).is_run_dir():
         raise FileNotFoundError(f"{run_dir} is not a run folder")
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        # A copy, so syncing into the temporary store leaves the original folder's state alone.
-        folder = Path(tmp) / "run"
-        shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("checkpoints"))
-        store = f"sqlite:///{Path(tmp, 'store', 'mlflow.db').as_posix()}"
-        run_id = sync_run_dir(folder, store, force=True)
-        experiment_id = get_client(store).get_run(run_id).info.experiment_id
-        port = _free_port()
-        server = subprocess.Popen(
-            ui_command(store, Path(tmp, "store"), "127.0.0.1", port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_healthy(base)
+        store, experiment_id, run_id = _synced_copy(run_dir, tmp)
+        with _ui_server(store, Path(tmp, "store")) as base:
             url = f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{artifact}"
-            profile = Path(tmp, "chromium-profile")
-            subprocess.run(
-                [
-                    browser,
-                    *CHROMIUM_FLAGS,
-                    f"--user-data-dir={profile}",
-                    f"--window-size={width},{height}",
-                    f"--virtual-time-budget={wait_ms}",
-                    f"--screenshot={out}",
-                    url,
-                ],
-                check=True,
-                timeout=180,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            _chromium(
+                url,
+                Path(tmp, "chromium-profile"),
+                f"--screenshot={out}",
+                width=width,
+                height=height,
+                wait_ms=wait_ms,
             )
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    _check_png(out)
+    return out
+
+
+def _synced_copy(run_dir: str | Path, tmp: str | Path) -> tuple[str, str, str]:
+    """Copies ``run_dir`` (without checkpoints) into ``tmp/run`` and syncs it into a fresh
+    SQLite store ``tmp/store/mlflow.db``; returns ``(store URI, experiment id, run id)``.
+    A copy, so syncing leaves the original folder's state alone."""
+    folder = Path(tmp) / "run"
+    shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("checkpoints"))
+    store = f"sqlite:///{Path(tmp, 'store', 'mlflow.db').as_posix()}"
+    run_id = sync_run_dir(folder, store, force=True)
+    return store, get_client(store).get_run(run_id).info.experiment_id, run_id
+
+
+def _check_png(out: Path) -> None:
     if not out.is_file() or out.read_bytes()[:4] != b"\x89PNG":
         raise RuntimeError(f"chromium wrote no PNG at {out}")
-    return out
 
 
 @contextlib.contextmanager
@@ -145,7 +127,7 @@ def _ui_server(store: str, workdir: str | Path) -> Iterator[str]:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_healthy(base)
+        wait_healthy(base, timeout=90.0)
         yield base
     finally:
         server.terminate()
@@ -156,9 +138,7 @@ def _ui_server(store: str, workdir: str | Path) -> Iterator[str]:
 
 
 def _chromium(url: str, profile: Path, *args: str, width: int, height: int, wait_ms: int) -> str:
-    browser = chromium_binary()
-    if browser is None:
-        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    browser = _require_chromium()
     done = subprocess.run(
         [
             browser,
@@ -192,8 +172,7 @@ def screenshot_landing(
     experiment list shows) in headless Chromium; saves a PNG at ``out`` when given and returns
     the rendered page's DOM (to check what the page shows). ``model_training``: with MLflow's
     ``workflowType=machine_learning`` (what ``cl-ssvdo ui`` prints), else the UI's default."""
-    if chromium_binary() is None:
-        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    _require_chromium()
     with tempfile.TemporaryDirectory() as tmp, _ui_server(store, workdir or tmp) as base:
         url = f"{base}/#/experiments/{experiment_id}" + (
             f"?{WORKFLOW_QUERY}" if model_training else ""
@@ -204,8 +183,7 @@ def screenshot_landing(
             out = Path(out).resolve()
             out.parent.mkdir(parents=True, exist_ok=True)
             _chromium(url, Path(tmp, "profile-png"), f"--screenshot={out}", **size)
-            if not out.is_file() or out.read_bytes()[:4] != b"\x89PNG":
-                raise RuntimeError(f"chromium wrote no PNG at {out}")
+            _check_png(out)
     return dom
 
 
@@ -225,11 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.landing:
         out = args.out or "docs/img/mlflow_landing.png"
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "run"
-            shutil.copytree(args.run_dir, folder, ignore=shutil.ignore_patterns("checkpoints"))
-            store = f"sqlite:///{Path(tmp, 'store', 'mlflow.db').as_posix()}"
-            run_id = sync_run_dir(folder, store, force=True)
-            experiment_id = get_client(store).get_run(run_id).info.experiment_id
+            store, experiment_id, _ = _synced_copy(args.run_dir, tmp)
             screenshot_landing(store, experiment_id, out, workdir=Path(tmp, "store"))
         print(f"wrote {Path(out).resolve()}")
         return 0

@@ -46,8 +46,9 @@ from experiments.config import (
     resolve_config_path,
     validate_config,
 )
-from experiments.recorder import RunDir, RunRecorder, sync_run_dir
+from experiments.recorder import RunRecorder, sync_run_dir
 from experiments.results import SUMMARY_SCALARS, RunResult
+from experiments.run_dir import RunDir
 from experiments.tracking import (
     check_tracking,
     resolve_artifact_location,

@@ -72,7 +72,16 @@ def store_lock(db_path: str | Path) -> Iterator[None]:
     """An exclusive ``fcntl`` lock on ``<db>.lock``: one process at a time creates or migrates
     the store (MLflow's schema migration is not safe against a concurrent one)."""
     lock = Path(str(db_path) + ".lock")
-    with lock.open("a") as fh:
+    try:
+        fh = lock.open("a")
+    except PermissionError as exc:  # e.g. a store shared between users: the lock is another's
+        raise TrackingStoreError(
+            f"sqlite:///{db_path}",
+            lock,
+            "(the store's lock file) cannot be opened for writing",
+            f"let every user of the store write it (chmod a+rw {lock}) or remove it",
+        ) from exc
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -180,6 +189,8 @@ def _check_sqlite(uri: str) -> None:
         raise TrackingUnreachableError(uri, f"cannot create {path.parent} ({exc})") from exc
     if not os.access(path.parent, os.W_OK):
         raise TrackingUnreachableError(uri, f"{path.parent} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        _check_sqlite_file(uri, path)  # names the file; no lock needed to say so
     with store_lock(path):
         if path.exists():
             _check_sqlite_file(uri, path)

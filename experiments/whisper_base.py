@@ -113,15 +113,17 @@ def _head_domains(config: Mapping[str, Any], info) -> list[str]:
 def _train_head(config, model, tokenizer, info, domains, device, progress: bool) -> None:
     from torch.utils.data import ConcatDataset, DataLoader
 
-    from benchmarks.dataset import ManifestDataset, collate_speech
     from cl_ssvdo.asr.loss import ctc_batch_loss
     from cl_ssvdo.asr.whisper.ctc_head import train_ctc_head
+    from cl_ssvdo.data import ManifestDataset, collate_speech
 
     settings = config["model"]["pretrain"]
     limit = config["stream"].get("max_utterances")
     parts = []
     for domain in domains:
-        part = ManifestDataset(info.manifest(domain, "train"), root=info.root)
+        part = ManifestDataset(
+            info.manifest(domain, "train"), root=info.root, resample=info.resample
+        )
         if limit is not None:
             part.rows = part.rows[:limit]
         parts.append(part)

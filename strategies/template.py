@@ -1,6 +1,6 @@
 """Avalanche ``SupervisedTemplate`` for speech recognition on padded speech batches.
 
-A minibatch is a ``benchmarks.dataset.SpeechBatch`` ``(wavs [B, T], wav_lens [B] relative,
+A minibatch is a ``cl_ssvdo.data.SpeechBatch`` ``(wavs [B, T], wav_lens [B] relative,
 words: list[str], ids: list[str])``. For a CTC model ``mb_output`` is
 ``(log_probs [B, T', V], out_lens [B])``; a model following :class:`ASRModel` (e.g. the
 ``whisper`` seq2seq kind) defines its own output, loss and decoding.
@@ -131,12 +131,33 @@ class CTCTemplate(SupervisedTemplate):
 
     Example
     -------
-    >>> strategy = CTCTemplate(model=model, tokenizer=tokenizer, train_mb_size=8,
-    ...                        train_epochs=1, eval_mb_size=16, plugins=[WERMatrix()])  # doctest: +SKIP
-    >>> strategy.eval(bench.test_stream)  # row 0 of the WER matrix: the base model  # doctest: +SKIP
-    >>> for exp in bench.train_stream:  # doctest: +SKIP
-    ...     strategy.train(exp)
-    ...     strategy.eval(bench.test_stream)
+    A one-domain stream of three utterances and an untrained ``ci`` model, one step per
+    experience (a real run passes a pretrained model and the stream of
+    :func:`benchmarks.stream.make_benchmark`):
+
+    >>> import tempfile
+    >>> from benchmarks.stream import make_benchmark
+    >>> from benchmarks.synthetic import generate_stream
+    >>> from cl_ssvdo.asr import CharTokenizer, build_asr
+    >>> from strategies import WERMatrix
+    >>> sizes = {"preset": "tiny", "domains": ["adult"], "max_train_voices": 1,
+    ...          "max_test_voices": 1, "train_per_voice": 1, "valid_per_voice": 1,
+    ...          "test_per_voice": 1}
+    >>> cache = tempfile.TemporaryDirectory()
+    >>> bench = make_benchmark(generate_stream(sizes, cache.name, progress=False))
+    >>> tokenizer = CharTokenizer()
+    >>> _ = torch.manual_seed(0)
+    >>> matrix = WERMatrix()
+    >>> strategy = CTCTemplate(model=build_asr("ci", tokenizer.vocab_size), tokenizer=tokenizer,
+    ...                        train_mb_size=8, eval_mb_size=16, max_steps_per_exp=1,
+    ...                        device="cpu", plugins=[matrix])
+    >>> _ = strategy.eval(bench.test_stream)  # row 0 of the WER matrix: the base model
+    >>> for exp in bench.train_stream:
+    ...     _ = strategy.train(exp)
+    ...     _ = strategy.eval(bench.test_stream)
+    >>> matrix.wer.shape, strategy.exp_steps
+    ((2, 1), 1)
+    >>> cache.cleanup()
     """
 
     def __init__(
@@ -251,7 +272,7 @@ class CTCTemplate(SupervisedTemplate):
             raise ValueError(
                 "CTCTemplate: a minibatch must be (wavs, wav_lens, words, ids); got "
                 f"{type(mbatch).__name__} of length {0 if mbatch is None else len(mbatch)}. "
-                "Did the dataset lose its collate_fn (benchmarks.dataset.collate_speech)?"
+                "Did the dataset lose its collate_fn (cl_ssvdo.data.collate_speech)?"
             )
         self.mbatch = [
             x.to(self.device, non_blocking=True) if isinstance(x, torch.Tensor) else x

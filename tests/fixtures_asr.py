@@ -64,7 +64,7 @@ def ci_model(char_tokenizer: CharTokenizer) -> CTCASR:
 @pytest.fixture(scope="session")
 def pretrained_ci(tiny_stream, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a ``ci`` model trained ``PRETRAIN_STEPS`` steps on the tiny stream's adult data."""
-    from benchmarks.dataset import ManifestDataset
+    from cl_ssvdo.data import ManifestDataset
 
     first = tiny_stream.domains[0]
     train = ManifestDataset(tiny_stream.manifest(first, "train"), root=tiny_stream.root)

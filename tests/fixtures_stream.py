@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.stream import StreamInfo
+from cl_ssvdo.data import StreamInfo
 
 TINY_CONFIG = {"preset": "tiny", "seed": 0}
 

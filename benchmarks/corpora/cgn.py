@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.corpora.common import CorpusError, PreparedRows, finish, require_dir, speaker_split
-from benchmarks.stream import StreamInfo
+from cl_ssvdo.data import StreamInfo
 
 __all__ = ["clean_cgn_text", "parse_textgrid", "prepare_cgn"]
 

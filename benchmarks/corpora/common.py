@@ -24,9 +24,15 @@ from typing import Any
 
 import soundfile as sf
 
-from benchmarks.manifest import ManifestRow, write_manifest
-from benchmarks.stream import DEFAULT_SPLITS, StreamInfo, manifest_path, write_stream_json
-from benchmarks.text import normalize_transcript
+from benchmarks.stream import write_stream_json
+from cl_ssvdo.data import (
+    DEFAULT_SPLITS,
+    ManifestRow,
+    StreamInfo,
+    manifest_path,
+    normalize_transcript,
+    write_manifest,
+)
 
 __all__ = [
     "CorpusError",
@@ -152,4 +158,5 @@ def finish(
         "utterances": {f"{d}_{s}": len(v) for (d, s), v in sorted(prepared.rows.items())},
         "dropped": dict(sorted(prepared.dropped.items())),
     }
-    return write_stream_json(out_root, name, order, splits, config, merge=True)
+    # Corpus audio is linked in place at its own rates: the stream asks readers to resample.
+    return write_stream_json(out_root, name, order, splits, config, merge=True, resample=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.corpora.common import CorpusError, PreparedRows, audio_duration, finish, link_corpus
-from benchmarks.stream import DEFAULT_SPLITS, StreamInfo
+from cl_ssvdo.data import DEFAULT_SPLITS, StreamInfo
 
 __all__ = ["DEFAULT_COLUMNS", "prepare_generic"]
 

@@ -22,7 +22,7 @@ from benchmarks.corpora.common import (
     speaker_split,
     wav_entry,
 )
-from benchmarks.stream import StreamInfo
+from cl_ssvdo.data import StreamInfo
 
 __all__ = ["DEFAULT_TEST_SPEAKERS", "SPEAKER_L1", "prepare_l2arctic"]
 

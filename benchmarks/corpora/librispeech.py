@@ -20,7 +20,7 @@ from benchmarks.corpora.common import (
     require_dir,
     wav_entry,
 )
-from benchmarks.stream import StreamInfo
+from cl_ssvdo.data import StreamInfo
 
 __all__ = ["DEFAULT_SUBSETS", "prepare_librispeech"]
 

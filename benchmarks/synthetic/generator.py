@@ -27,13 +27,13 @@ from typing import Any
 
 import soundfile as sf
 
-from benchmarks.manifest import ManifestRow, write_manifest
-from benchmarks.stream import StreamInfo, manifest_path, write_stream_json
+from benchmarks.stream import write_stream_json
 from benchmarks.synthetic.engines import SynthesisJob, check_voices, synthesize_batch
 from benchmarks.synthetic.grammar import sentence
 from benchmarks.synthetic.presets import GENERATOR_VERSION, SyntheticConfig
 from benchmarks.synthetic.transforms import domain_transform
 from benchmarks.synthetic.voices import Voice, domain_spec
+from cl_ssvdo.data import ManifestRow, StreamInfo, manifest_path, write_manifest
 
 __all__ = ["PlannedUtterance", "generate_stream", "plan_stream", "stream_dir"]
 
@@ -196,9 +196,18 @@ def generate_stream(
 
     Example
     -------
-    >>> info = generate_stream({"preset": "tiny", "seed": 0}, "cache/streams")  # doctest: +SKIP
-    >>> info.domains  # doctest: +SKIP
-    ['adult', 'child', 'accent']
+    One adult voice, one utterance per split (``{"preset": "tiny"}`` alone gives the 240
+    utterances of the test stream, ``None`` the default ``small`` one):
+
+    >>> import tempfile
+    >>> tiny = {"domains": ["adult"], "max_train_voices": 1, "max_test_voices": 1,
+    ...         "train_per_voice": 1, "valid_per_voice": 1, "test_per_voice": 1}
+    >>> with tempfile.TemporaryDirectory() as cache:
+    ...     info = generate_stream(tiny, cache, workers=1, progress=False)
+    ...     generate_stream(tiny, cache, progress=False).root == info.root  # cached
+    True
+    >>> info.domains, info.splits
+    (['adult'], ['train', 'valid', 'test'])
     """
     config = SyntheticConfig.from_any(config)
     root = stream_dir(config, cache_dir)

@@ -2,7 +2,7 @@
 
 Every choice comes from the ``random.Random`` passed in, so a seeded generator gives the same
 sentences on every machine. The vocabulary (:data:`VOCABULARY`) has about 150 words; every
-sentence is already normalised (:func:`benchmarks.text.normalize_transcript` leaves it unchanged).
+sentence is already normalised (:func:`cl_ssvdo.data.normalize_transcript` leaves it unchanged).
 
 Depends on the standard library only.
 """

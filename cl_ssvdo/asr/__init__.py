@@ -1,10 +1,10 @@
 """SpeechBrain CTC speech recognisers: presets, tokenizers, decoding, pretraining, pretrained
 folders and evaluation.
 
+Manifests, datasets and scoring come from :mod:`cl_ssvdo.data` (the data contract).
 Imports torch and speechbrain only (never avalanche, mlflow or benchmarks).
 """
 
-from .data import ManifestSpeech, concat_manifests, pad_batch
 from .decode import BeamDecoder, greedy_decode, make_decoder
 from .evaluate import EvalReport, UtteranceScore, evaluate_folder, evaluate_model, transcribe
 from .loss import ctc_batch_loss, ctc_targets
@@ -23,14 +23,12 @@ __all__ = [
     "CharTokenizer",
     "EvalReport",
     "ExternalEncoderCTC",
-    "ManifestSpeech",
     "PRESETS",
     "PretrainResult",
     "SentencePieceTokenizer",
     "Tokenizer",
     "UtteranceScore",
     "build_asr",
-    "concat_manifests",
     "count_parameters",
     "ctc_batch_loss",
     "ctc_targets",
@@ -41,7 +39,6 @@ __all__ = [
     "load_encoder_asr",
     "load_pretrained",
     "make_decoder",
-    "pad_batch",
     "pretrain",
     "resolve_preset",
     "transcribe",

@@ -71,6 +71,20 @@ class AugmentConfig:
         return data
 
 
+def _masking(count: int, width: int, dim: int) -> SpectrogramDrop | None:
+    """SpecAugment masking along ``dim`` of [B, T, F] features (1 time, 2 frequency): 1 to
+    ``count`` masks, each 1 to ``width`` wide; None when ``count`` is 0."""
+    if count <= 0:
+        return None
+    return SpectrogramDrop(
+        drop_length_low=1,
+        drop_length_high=width,
+        drop_count_low=1,
+        drop_count_high=count,
+        dim=dim,
+    )
+
+
 class Augmentation(torch.nn.Module):
     """Waveform and feature augmentation, active only in training mode.
 
@@ -99,28 +113,8 @@ class Augmentation(torch.nn.Module):
             if config.speeds and set(config.speeds) != {100}
             else None
         )
-        self.time_drop = (
-            SpectrogramDrop(
-                drop_length_low=1,
-                drop_length_high=config.time_mask_frames,
-                drop_count_low=1,
-                drop_count_high=config.time_masks,
-                dim=1,
-            )
-            if config.time_masks > 0
-            else None
-        )
-        self.freq_drop = (
-            SpectrogramDrop(
-                drop_length_low=1,
-                drop_length_high=config.freq_mask_bins,
-                drop_count_low=1,
-                drop_count_high=config.freq_masks,
-                dim=2,
-            )
-            if config.freq_masks > 0
-            else None
-        )
+        self.time_drop = _masking(config.time_masks, config.time_mask_frames, dim=1)
+        self.freq_drop = _masking(config.freq_masks, config.freq_mask_bins, dim=2)
         self.warp = Warping(warp_window=5, dim=1) if config.time_warp else None
         self._active = True
 

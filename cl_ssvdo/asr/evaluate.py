@@ -1,8 +1,8 @@
 """WER/CER of a model, or of a saved pretrained folder, on any manifest: overall, per domain and
 per speaker/voice.
 
-Edit distances come from ``speechbrain.utils.edit_distance``; corpus-level WER is
-``100 * sum(word edits) / sum(reference words)`` (the same definition as ``jiwer.wer`` on lists).
+Edit counts come from :mod:`cl_ssvdo.data.scoring` (jiwer), the scorer of the Avalanche WER
+metric too; corpus-level WER is ``100 * sum(word edits) / sum(reference words)``.
 
 Command line (also ``cl-ssvdo evaluate --model FOLDER --manifest CSV ...``, which takes run
 folders too and prints tables)::
@@ -18,30 +18,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from speechbrain.utils.edit_distance import count_ops, op_table
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import concat_manifests, iterate_batches, num_batches
+from cl_ssvdo.data import (
+    ManifestError,
+    StreamError,
+    concat_manifests,
+    error_rate,
+    stream_resamples,
+    utterance_error_counts,
+)
+
+from .batching import iterate_batches, num_batches
 from .decode import Decoder, make_decoder
 from .tokenizer import Tokenizer
-
-
-def edit_count(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Levenshtein distance (substitutions + deletions + insertions) between token lists.
-
-    >>> edit_count("the cat sat".split(), "the bat sat down".split())
-    2
-    """
-    ops = count_ops(op_table(list(ref), list(hyp)))
-    return int(ops["insertions"] + ops["deletions"] + ops["substitutions"])
 
 
 @dataclass(frozen=True)
@@ -62,25 +61,26 @@ class UtteranceScore:
     def score(
         cls, utt_id: str, ref: str, hyp: str, speaker: str = "", domain: str = ""
     ) -> UtteranceScore:
-        """Scores ``hyp`` against ``ref`` (words split on whitespace; characters incl. spaces)."""
-        ref_w, hyp_w = ref.split(), hyp.split()
-        ref_c, hyp_c = list(" ".join(ref_w)), list(" ".join(hyp_w))
+        """Scores ``hyp`` against ``ref`` (words split on whitespace; characters incl. the
+        single spaces between words).
+
+        >>> u = UtteranceScore.score("u1", "the cat sat", "the bat sat down")
+        >>> u.word_edits, u.ref_words, u.char_edits, u.ref_chars
+        (2, 3, 6, 11)
+        """
+        (word_edits,), (ref_words,) = utterance_error_counts([ref], [hyp], "word")
+        (char_edits,), (ref_chars,) = utterance_error_counts([ref], [hyp], "char")
         return cls(
             id=utt_id,
             ref=ref,
             hyp=hyp,
-            word_edits=edit_count(ref_w, hyp_w),
-            ref_words=len(ref_w),
-            char_edits=edit_count(ref_c, hyp_c),
-            ref_chars=len(ref_c),
+            word_edits=word_edits,
+            ref_words=ref_words,
+            char_edits=char_edits,
+            ref_chars=ref_chars,
             speaker=speaker,
             domain=domain,
         )
-
-
-def _rate(edits: int, total: int) -> float:
-    # An empty reference set counts every insertion against a denominator of 1 (as jiwer does).
-    return 100.0 * edits / max(total, 1)
 
 
 @dataclass
@@ -92,14 +92,14 @@ class EvalReport:
     @property
     def wer(self) -> float:
         """Corpus-level word error rate, percent."""
-        return _rate(
+        return error_rate(
             sum(u.word_edits for u in self.utterances), sum(u.ref_words for u in self.utterances)
         )
 
     @property
     def cer(self) -> float:
         """Corpus-level character error rate, percent."""
-        return _rate(
+        return error_rate(
             sum(u.char_edits for u in self.utterances), sum(u.ref_chars for u in self.utterances)
         )
 
@@ -151,14 +151,20 @@ def format_table(report: EvalReport, key: str) -> str:
     return "\n".join(lines)
 
 
-def load_manifests(manifests: Sequence[str | Path], **kwargs: Any) -> Any:
+def load_manifests(
+    manifests: Sequence[str | Path], resample: bool | None = None, **kwargs: Any
+) -> Any:
     """:func:`concat_manifests`, with each utterance's empty ``domain`` set to its manifest's
     file name (``child_test.csv`` -> ``child_test``). Missing files raise ``FileNotFoundError``
-    naming them."""
+    naming them. ``resample`` None: as the manifests' streams say (``stream.json``
+    ``"resample"``; False outside a stream), so audio at another rate is an error unless asked
+    for, as in pretraining and the run."""
     missing = [str(m) for m in manifests if not Path(m).is_file()]
     if missing:
         raise FileNotFoundError(f"manifest(s) not found: {', '.join(missing)}")
-    data = concat_manifests(manifests, **kwargs)
+    if resample is None:
+        resample = any(stream_resamples(m) for m in manifests)
+    data = concat_manifests(manifests, resample=resample, **kwargs)
     stems = [
         Path(m).stem for m, part in zip(manifests, data.datasets, strict=True) for _ in part.ids
     ]
@@ -240,14 +246,16 @@ def evaluate_folder(
     device: str | None = None,
     beam_size: int = 1,
     progress: bool = True,
+    resample: bool | None = None,
 ) -> EvalReport:
     """Loads a pretrained folder (:func:`cl_ssvdo.asr.load_pretrained`) and scores it on the
-    manifests (CSV ``ID,duration,wav,spk_id,wrd,domain``)."""
+    manifests (CSV ``ID,duration,wav,spk_id,wrd,domain``); ``resample`` as in
+    :func:`load_manifests`."""
     from .pretrained import load_pretrained
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, _ = load_pretrained(folder, device=device)
-    data = load_manifests(manifests)
+    data = load_manifests(manifests, resample=resample)
     return evaluate_model(
         model,
         tokenizer,
@@ -270,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the full report here")
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        default=None,
+        help="resample audio at another rate than 16 kHz (default: as the stream.json says)",
+    )
     args = parser.parse_args(argv)
     report = evaluate_folder(
         args.folder,
@@ -277,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch_size=args.batch_size,
         device=args.device,
         beam_size=args.beam_size,
+        resample=args.resample,
     )
     summary = report.summary()
     if args.json is not None:
@@ -286,5 +301,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return summary
 
 
+def run_cli(main: Callable[[], object]) -> None:
+    """Runs a command-line ``main``; bad data (:class:`ManifestError`, :class:`StreamError`)
+    ends it with ``error: <message>`` on stderr and status 2, no traceback.
+
+    >>> import contextlib
+    >>> def bad() -> None:
+    ...     raise ManifestError("m.csv", "manifest file not found")
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     try:
+    ...         run_cli(bad)
+    ...     except SystemExit as exc:
+    ...         print("status", exc.code)
+    error: m.csv: manifest file not found
+    status 2
+    """
+    try:
+        main()
+    except (ManifestError, StreamError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    main()
+    run_cli(main)

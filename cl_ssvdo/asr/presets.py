@@ -11,7 +11,7 @@ crdnn      SpeechBrain CRDNN (2 CNN blocks, 2 BiGRU layers, 1 DNN)     ~2.5M
 =========  ==========================================================  ===========
 
 All Conformer/Transformer presets share the front end measured in
-``design/default-benchmark.md``: 80-dim Fbank -> per-utterance mean/variance normalisation ->
+docs/base-model.md: 80-dim Fbank -> per-utterance mean/variance normalisation ->
 two stride-2 3x3 ``Conv2d`` (32 channels each, 4x subsampling in time) -> ``TransformerASR``
 encoder (``num_decoder_layers=0``, ``causal=False``, ``regularMHA``) -> linear CTC head.
 ``small`` is exactly the measured recipe (2.04M parameters with 29 characters).

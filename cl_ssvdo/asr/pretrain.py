@@ -1,6 +1,6 @@
 """Base pretraining (experience 0): train a CTC model on the first domain from scratch.
 
-The recipe of ``design/default-benchmark.md``: AdamW (weight decay 0.01), linear warm-up then
+The recipe of ``docs/base-model.md``: AdamW (weight decay 0.01), linear warm-up then
 cosine decay, gradient clipping, batches of utterances of similar duration, validation WER after
 every epoch, early stopping on it. SpeechBrain's ``Checkpointer`` saves the model, optimizer,
 scheduler and loop state at every epoch end and every ``ckpt_every_minutes`` / ``ckpt_every_steps``
@@ -29,104 +29,38 @@ trains on the stream's first domain, exports ``outputs/base/pretrained`` and pri
 of every domain (also in ``outputs/base/summary.json``). Set ``--max-epochs`` to about the
 number of epochs that fit the time budget: the cosine schedule spans ``max_epochs`` epochs.
 
+The loop is :class:`~cl_ssvdo.asr.pretrain_loop.PretrainLoop`, its checkpointed state
+:mod:`cl_ssvdo.asr.train_state`, the seeding :mod:`cl_ssvdo.asr.reproducibility`.
+
 Must not depend on avalanche, mlflow or benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import json
 import logging
-import math
-import random
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from speechbrain.utils.checkpoints import (
-    Checkpointer,
-    mark_as_loader,
-    mark_as_saver,
-    register_checkpoint_hooks,
-)
 from torch import nn
-from tqdm.auto import tqdm
 
-from .data import durations_of, is_item_dataset, iterate_batches, num_batches
-from .evaluate import evaluate_model
+from cl_ssvdo.data import StreamInfo, concat_manifests
+
+from .evaluate import evaluate_model, run_cli
 from .fingerprint import stream_sha256
-from .loss import ctc_batch_loss
-from .model import CTCASR, build_asr
+from .model import CTCASR, build_asr, count_parameters
+from .pretrain_loop import PretrainLoop
 from .pretrained import export_pretrained
+from .reproducibility import seed_everything
 from .tokenizer import CharTokenizer, Tokenizer
 
+__all__ = ["PretrainResult", "build_seeded_asr", "main", "pretrain"]
+
 logger = logging.getLogger(__name__)
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int, floor: float = 0.0):
-    """LR multiplier: linear warm-up to 1 over ``warmup_steps``, cosine decay to ``floor``
-    at ``total_steps`` (constant ``floor`` afterwards).
-
-    >>> f = warmup_cosine(10, 110)
-    >>> f(0), f(10), round(f(60), 3), f(110), f(500)
-    (0.1, 1.0, 0.5, 0.0, 0.0)
-    """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(total_steps - warmup_steps, 1)
-        progress = min((step - warmup_steps) / span, 1.0)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-@register_checkpoint_hooks
-class TrainState:
-    """The loop's counters, checkpointed as JSON next to the model and optimizer."""
-
-    def __init__(self) -> None:
-        self.step = 0
-        self.epoch = 0  # index of the epoch in progress (= epochs completed)
-        self.batch_in_epoch = 0  # batches of that epoch already trained
-        self.epoch_loss_sum = 0.0
-        self.epoch_loss_count = 0
-        self.best_wer: float | None = None
-        self.bad_epochs = 0
-        self.train_seconds = 0.0
-        self.history: list[dict[str, Any]] = []
-        self.finished = False
-        self.rng: dict[str, Any] | None = None  # generator states at the last save
-
-    def capture_rng(self) -> None:
-        """Stores the torch (and CUDA), numpy and ``random`` generator states."""
-        self.rng = _rng_state()
-
-    def restore_rng(self) -> bool:
-        """Restores the states stored by :meth:`capture_rng`; False when there are none."""
-        if not self.rng:
-            return False
-        _set_rng_state(self.rng)
-        return True
-
-    @mark_as_saver
-    def save(self, path: str | Path) -> None:
-        """Writes the state as JSON."""
-        Path(path).write_text(json.dumps(vars(self)), encoding="utf-8")
-
-    @mark_as_loader
-    def load(self, path: str | Path, end_of_epoch: bool = False) -> None:
-        """Reads the state written by :meth:`save`."""
-        del end_of_epoch
-        for key, value in json.loads(Path(path).read_text(encoding="utf-8")).items():
-            setattr(self, key, value)
 
 
 @dataclass
@@ -147,72 +81,6 @@ class PretrainResult:
     resumed_from_step: int
     train_minutes: float
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def _b64(tensor: torch.Tensor) -> str:
-    return base64.b64encode(tensor.numpy().tobytes()).decode("ascii")
-
-
-def _unb64(text: str) -> torch.Tensor:
-    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
-
-
-def _rng_state() -> dict[str, Any]:
-    """JSON-serialisable states of every generator training draws from."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": _b64(torch.get_rng_state()),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-        "random": [version, list(internal), gauss_next],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(_unb64(state["torch"]))
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["random"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
-
-
-@contextlib.contextmanager
-def deterministic_algorithms() -> Iterator[None]:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` and deterministic cuDNN for
-    the block, then the previous settings again.
-
-    Warn-only: ops without a deterministic kernel (e.g. CUDA ``ctc_loss`` backward) warn
-    instead of failing; on CPU the ops of these models are deterministic for a fixed thread
-    count.
-
-    >>> with deterministic_algorithms():
-    ...     torch.are_deterministic_algorithms_enabled()
-    True
-    """
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
 
 
 def build_seeded_asr(preset: Any, vocab_size: int, seed: int) -> CTCASR:
@@ -319,190 +187,42 @@ def pretrain(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_amp = amp and device.type == "cuda"
-    _seed_everything(seed)
+    seed_everything(seed)
     model.to(device)
-
-    train_durations = durations_of(train_data) if is_item_dataset(train_data) else None
-    steps_per_epoch = num_batches(train_data, batch_size)
-    if schedule_steps is None:
-        if max_steps is not None:
-            schedule_steps = max_steps
-        elif steps_per_epoch is not None:
-            schedule_steps = max_epochs * steps_per_epoch
-        else:
-            raise ValueError("schedule_steps is required when train_data has no length")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("pretrain: the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(warmup_steps, schedule_steps)
+    loop = PretrainLoop(
+        model,
+        tokenizer,
+        train_data,
+        valid_data,
+        checkpoint_dir=out / "checkpoints",
+        device=device,
+        use_amp=amp and device.type == "cuda",
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        schedule_steps=schedule_steps,
+        batch_size=batch_size,
+        valid_batch_size=valid_batch_size,
+        grad_clip=grad_clip,
+        early_stopping_patience=early_stopping_patience,
+        ckpt_every_minutes=ckpt_every_minutes,
+        ckpt_every_steps=ckpt_every_steps,
+        seed=seed,
+        num_workers=num_workers,
+        progress=progress,
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    state = TrainState()
-    recoverables: dict[str, Any] = {
-        "model": model,
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        "state": state,
-    }
-    if use_amp:
-        recoverables["scaler"] = scaler
-    checkpointer = Checkpointer(out / "checkpoints", recoverables=recoverables)
-    recovered = checkpointer.recover_if_possible()
-    resumed_from = state.step
-    if recovered is not None:
-        logger.info(
-            "resuming from %s at step %d (epoch %d)", recovered.path, state.step, state.epoch
-        )
-        if not state.restore_rng():  # a checkpoint written before generator states were kept
-            _seed_everything(seed + state.step)
-
-    def save(valid_wer: float | None, end_of_epoch: bool) -> None:
-        state.capture_rng()
-        meta: dict[str, Any] = {"step": state.step, "epoch": state.epoch}
-        if valid_wer is not None:
-            meta["WER"] = valid_wer
-        checkpointer.save_and_keep_only(
-            meta=meta,
-            end_of_epoch=end_of_epoch,
-            num_to_keep=1,
-            min_keys=["WER"],
-            importance_keys=[],
-            verbosity=logging.DEBUG,
-        )
-
-    def validate(partial: bool) -> float | None:
-        report = None
-        if valid_data is not None:
-            report = evaluate_model(
-                model,
-                tokenizer,
-                valid_data,
-                batch_size=valid_batch_size or batch_size,
-                device=device,
-            )
-        entry = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
-            "valid_wer": None if report is None else report.wer,
-            "valid_cer": None if report is None else report.cer,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_minutes": state.train_seconds / 60.0,
-            "partial": partial,
-        }
-        state.history.append(entry)
-        logger.info("validation %s", entry)
-        return entry["valid_wer"]
-
-    def out_of_budget() -> str | None:
-        if max_steps is not None and state.step >= max_steps:
-            return "max_steps"
-        if max_minutes is not None and state.train_seconds >= max_minutes * 60.0:
-            return "max_minutes"
-        return None
-
-    # Deterministic kernels while training (and validating); the caller's setting afterwards.
-    with deterministic_algorithms():
-        stopped_by = "max_epochs"
-        last_ckpt_time = time.monotonic()
-        if state.finished:
-            stopped_by = "finished"
-        while not state.finished and state.epoch < max_epochs:
-            stop = out_of_budget()
-            if stop:
-                stopped_by = stop
-                break
-            model.train()
-            # Starting a DataLoader draws its workers' base seed from torch's generator: drawn
-            # on a fork (a function of the seeded state) so that a run resumed mid-epoch, which
-            # starts one more loader, continues the same random stream as an uninterrupted one.
-            with torch.random.fork_rng(devices=[]):
-                batches = iterate_batches(
-                    train_data,
-                    batch_size,
-                    shuffle=True,
-                    seed=seed + state.epoch,
-                    skip=state.batch_in_epoch,
-                    durations=train_durations,
-                    num_workers=num_workers,
-                )
-            bar = tqdm(
-                batches,
-                total=None if steps_per_epoch is None else steps_per_epoch - state.batch_in_epoch,
-                disable=not progress,
-                desc=f"epoch {state.epoch + 1}/{max_epochs}",
-                leave=False,
-            )
-            # Training time includes loading the batches, not validation or checkpointing.
-            t0 = time.monotonic()
-            for wavs, wav_lens, words, _ids in bar:
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    log_probs, out_lens = model(wavs.to(device), wav_lens.to(device))
-                loss = ctc_batch_loss(log_probs, out_lens, words, tokenizer)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"pretrain: non-finite loss at step {state.step}")
-                scaler.scale(loss).backward()
-                if grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                state.step += 1
-                state.batch_in_epoch += 1
-                state.epoch_loss_sum += loss.item()
-                state.epoch_loss_count += 1
-                state.train_seconds += time.monotonic() - t0
-                bar.set_postfix(loss=f"{loss.item():.3f}", step=state.step)
-                due = (ckpt_every_steps and state.step % ckpt_every_steps == 0) or (
-                    ckpt_every_minutes is not None
-                    and time.monotonic() - last_ckpt_time >= ckpt_every_minutes * 60.0
-                )
-                if due:
-                    save(None, end_of_epoch=False)
-                    last_ckpt_time = time.monotonic()
-                stop = out_of_budget()
-                if stop:
-                    break
-                t0 = time.monotonic()
-            bar.close()
-            epoch_done = stop is None
-            wer = validate(partial=not epoch_done)
-            improved = wer is not None and (state.best_wer is None or wer < state.best_wer)
-            if improved:
-                state.best_wer, state.bad_epochs = wer, 0
-            elif epoch_done and wer is not None:
-                state.bad_epochs += 1
-            if epoch_done:
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
-            patience_out = (
-                early_stopping_patience > 0 and state.bad_epochs >= early_stopping_patience
-            )
-            if patience_out:
-                state.finished = True
-            save(wer, end_of_epoch=epoch_done)
-            last_ckpt_time = time.monotonic()
-            if patience_out:
-                stopped_by = "early_stopping"
-                break
-            if stop:
-                stopped_by = stop
-                break
-
-    best = checkpointer.find_checkpoint(min_key="WER") if restore_best else None
-    if best is not None:
-        model.load_state_dict(torch.load(best.paramfiles["model"], map_location=device))
+    stopped_by = loop.run()
+    if restore_best:
+        loop.restore_best()
     pretrained_dir = None
     if export:
         pretrained_dir = export_pretrained(
             model, tokenizer, out / "pretrained", stream_sha=stream_sha
         )
+    state = loop.state
     (out / "history.json").write_text(json.dumps(state.history, indent=2), encoding="utf-8")
     return PretrainResult(
         out_dir=out,
@@ -511,21 +231,10 @@ def pretrain(
         epochs_completed=state.epoch,
         best_valid_wer=state.best_wer,
         stopped_by=stopped_by,
-        resumed_from_step=resumed_from,
+        resumed_from_step=loop.resumed_from,
         train_minutes=state.train_seconds / 60.0,
         history=list(state.history),
     )
-
-
-def _stream_manifests(root: Path) -> tuple[list[str], dict[str, Path]]:
-    """Domains of ``<root>/stream.json`` and the manifest path pattern (no benchmarks import)."""
-    meta_file = root / "stream.json"
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"--stream {root}: no stream.json")
-    domains = json.loads(meta_file.read_text(encoding="utf-8")).get("domains") or []
-    if not domains:
-        raise ValueError(f"{meta_file}: field 'domains' is empty")
-    return domains, {d: root / "manifests" / f"{d}_{{split}}.csv" for d in domains}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -535,10 +244,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     training, the exported model is scored on every domain's test manifest (the base row of the
     WER matrix); the printed JSON then has ``test_wer`` per domain.
     """
-    from .data import concat_manifests
-    from .evaluate import evaluate_model
-    from .model import count_parameters
-
     parser = argparse.ArgumentParser(
         prog="python -m cl_ssvdo.asr.pretrain", description=__doc__.split("\n\n")[0]
     )
@@ -567,12 +272,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     tests: dict[str, Path] = {}
+    reading: dict[str, Any] = {}  # how the stream's audio is read (rate, resampling)
     if args.stream is not None:
-        domains, pattern = _stream_manifests(args.stream)
-        first = pattern[domains[0]]
-        args.train = args.train or [str(first).format(split="train")]
-        args.valid = args.valid or [str(first).format(split="valid")]
-        tests = {d: Path(str(pattern[d]).format(split="test")) for d in domains}
+        info = StreamInfo.load(args.stream)
+        first = info.domains[0]
+        args.train = args.train or [str(info.manifest(first, "train"))]
+        args.valid = args.valid or [str(info.manifest(first, "valid"))]
+        tests = {d: info.manifest(d, "test") for d in info.domains}
+        reading = {"sample_rate": info.sample_rate, "resample": info.resample}
     if not args.train or not args.valid:
         parser.error("give --stream, or both --train and --valid")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -585,8 +292,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = pretrain(
         model,
         tokenizer,
-        concat_manifests(args.train),
-        concat_manifests(args.valid),
+        concat_manifests(args.train, **reading),
+        concat_manifests(args.valid, **reading),
         out_dir=args.out_dir,
         max_epochs=args.max_epochs,
         max_steps=args.max_steps,
@@ -609,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     summary["parameters"] = count_parameters(model)
     if tests:
         summary["test_wer"] = {
-            d: evaluate_model(model, tokenizer, concat_manifests([m]), batch_size=32).wer
+            d: evaluate_model(model, tokenizer, concat_manifests([m], **reading), batch_size=32).wer
             for d, m in tests.items()
         }
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -618,4 +325,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

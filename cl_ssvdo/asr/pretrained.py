@@ -355,11 +355,14 @@ def load_speechbrain_asr(
     interface = interface or speechbrain_interface(folder)
     if interface not in SPEECHBRAIN_INTERFACES:
         raise ValueError(f"interface {interface!r} is not one of {SPEECHBRAIN_INTERFACES}")
+    from .whisper.hf_folder import speechbrain_overrides  # fills an export's folder placeholder
+
     path = Path(folder).absolute()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return getattr(sb_asr, interface).from_hparams(
         source=str(path),
         savedir=str(path),
+        overrides=speechbrain_overrides(path),
         run_opts={"device": device},
         freeze_params=freeze,
         fetch_config=FetchConfig(allow_network=False),

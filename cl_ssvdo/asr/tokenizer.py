@@ -19,7 +19,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, register_checkpoint_ho
 BLANK_ID = 0
 BLANK_LABEL = "<blank>"
 
-#: Characters of normalised transcripts (``benchmarks.text.normalize_transcript``), in id order.
+#: Characters of normalised transcripts (``cl_ssvdo.data.normalize_transcript``), in id order.
 DEFAULT_CHARSET: tuple[str, ...] = (" ", "'", *string.ascii_lowercase)
 
 

@@ -24,6 +24,8 @@ Nothing here reads a tensor value on the host (no device sync).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -144,3 +146,69 @@ def hybrid_linear(
     if x.dim() != 2:
         raise ValueError(f"hybrid_linear: x must be (tokens, n), got shape {tuple(x.shape)}")
     return _HybridLinear.apply(x, weight, bias, U, core_top, outer_left, core_outer, V, recompute)
+
+
+class DeltaBlocks(NamedTuple):
+    """dW = U core_top V^T + outer_left core_outer V^T (see ``SSVDOAdapter.delta_blocks``).
+
+    U: (m, a) frozen; core_top: (a, a); outer_left: U_perp Q, (m, l), or None when l = 0;
+    core_outer: (l, a) or None; V: (n, a) frozen.
+    """
+
+    U: torch.Tensor
+    core_top: torch.Tensor
+    outer_left: torch.Tensor | None
+    core_outer: torch.Tensor | None
+    V: torch.Tensor
+
+    def dense(self, base: torch.Tensor | None = None) -> torch.Tensor:
+        """dW, or ``base + dW`` accumulated by ``addmm`` when ``base`` (m, n) is given."""
+        return form_weight(base, self.U, self.core_top, self.outer_left, self.core_outer, self.V)
+
+    def add_lowrank_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """out += x dW^T in place, x: (tokens, n), out: (tokens, m); returns ``out``.
+
+        Three thin products per term: h = x V (tokens, a) once, then (h core^T) left^T
+        accumulated into ``out`` by ``addmm_``.
+        """
+        dtype = out.dtype
+        h = F.linear(x, self.V.T.to(x.dtype))
+        out.addmm_(F.linear(h, self.core_top.to(h.dtype)).to(dtype), self.U.T.to(dtype))
+        if self.outer_left is not None:
+            coeff = F.linear(h, self.core_outer.to(h.dtype)).to(dtype)
+            out.addmm_(coeff, self.outer_left.T.to(dtype))
+        return out
+
+
+def cheapest_path(m: int, n: int, a: int, ol: int, tokens: int, training: bool) -> str:
+    """The forward path with the fewest multiply-adds for a call over ``tokens`` rows of an
+    ``m x n`` adapter changing ``a`` components with outer rank ``ol``: "lowrank", "hybrid"
+    (training only) or "dense" (no gradient).
+
+    With w = a + l, forming W' = W0 + dW costs F = w n (a + m) per call:
+
+    - low-rank, per token: forward n a + a w + m w; training adds m w + m l (grads of the
+      low-rank activations and of U_perp Q), 2 a w (core) and n a (input).
+    - hybrid (training only, :func:`hybrid_linear`): F, and per token n a (x V),
+      m w + m l + a w + a l (core and U_perp Q gradients), and for the input gradient
+      either F again or n a + a w per token, whichever is less.
+    - dense (no gradient; with one it is never chosen: it pays tokens m n for the gradient
+      of W' and 2 F): F per call, nothing per token beyond the base product.
+
+    >>> cheapest_path(1024, 256, 8, 8, tokens=4, training=False)
+    'lowrank'
+    """
+    w = a + ol
+    form = w * n * (a + m)
+    if not training:
+        return "lowrank" if tokens * (n * a + a * w + m * w) <= form else "dense"
+    lowrank = tokens * (2 * n * a + 3 * a * w + 2 * m * w + m * ol)
+    hybrid = form + tokens * (n * a + m * w + m * ol + a * w + a * ol)
+    hybrid += min(form, tokens * (n * a + a * w))
+    return "lowrank" if lowrank <= hybrid else "hybrid"
+
+
+def recompute_input_grad(m: int, n: int, a: int, ol: int, tokens: int) -> bool:
+    """Hybrid path: form W' again for grad x (F) rather than n a + a w per token."""
+    w = a + ol
+    return w * n * (a + m) < tokens * (n * a + a * w)

@@ -1,7 +1,8 @@
 """Put SSVD-O adapters into any ``nn.Module`` by glob patterns over module names, and take
 them out again (exact merge).
 
-SpeechBrain feed-forward layers are named ``...ffn.0`` (d -> d_ffn) and ``...ffn.3``
+Which layers a pattern selects is the rule of :mod:`cl_ssvdo.ssvdo.targets` (shared with the
+baselines, the plugins and peft). SpeechBrain feed-forward layers are named ``...ffn.0`` (d -> d_ffn) and ``...ffn.3``
 (d_ffn -> d), so ``["*ffn.0", "*ffn.3"]`` targets every feed-forward block. Linear layers inside
 ``torch.nn.MultiheadAttention`` are never wrapped: its fused kernel reads ``out_proj.weight``
 directly, so a wrapper there would be silently bypassed.
@@ -9,17 +10,15 @@ directly, so a wrapper there would be silently bypassed.
 
 from __future__ import annotations
 
-import fnmatch
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from .layer import DEFAULT_PARAMETERISATION, SSVDOLinear, validate_settings
-
-SETTING_NAMES = ("inner_ratio", "outer_rank", "tau", "rotation", "subspace", "parameterisation")
+from .layer import SSVDOLinear
+from .settings import DEFAULTS, SSVDOSettings
+from .targets import match_targets
 
 
 @dataclass(frozen=True)
@@ -35,54 +34,36 @@ class LayerSummary:
     trainable: int
 
 
-def _resolve_targets(
-    targets: Sequence[str] | Mapping[str, Mapping[str, Any]], defaults: dict[str, Any]
-) -> list[tuple[str, dict[str, Any]]]:
+def _pattern_settings(
+    targets: Sequence[str] | Mapping[str, Mapping[str, Any]], defaults: SSVDOSettings
+) -> dict[str, SSVDOSettings]:
+    """Pattern -> validated settings (a mapping's overrides on top of ``defaults``)."""
     if isinstance(targets, str):
         targets = [targets]
-    if isinstance(targets, Mapping):
-        resolved = []
-        for pattern, overrides in targets.items():
-            overrides = dict(overrides or {})
-            unknown = sorted(set(overrides) - set(SETTING_NAMES))
-            if unknown:
-                raise ValueError(
-                    f"targets[{pattern!r}]: unknown setting(s) {unknown}; allowed {SETTING_NAMES}"
-                )
-            resolved.append((pattern, {**defaults, **overrides}))
-    else:
-        resolved = [(pattern, dict(defaults)) for pattern in targets]
-    if not resolved:
-        raise ValueError("targets is empty: give at least one module-name pattern")
-    for pattern, settings in resolved:
-        if not isinstance(pattern, str):
-            raise TypeError(f"target patterns must be strings, got {pattern!r}")
-        if settings["inner_ratio"] is None:
-            raise ValueError(f"inner_ratio is required (pattern {pattern!r} has none)")
+    if not isinstance(targets, Mapping):
+        return {pattern: defaults for pattern in targets}
+    out = {}
+    for pattern, overrides in targets.items():
+        where = f"targets[{pattern!r}]"
+        overrides = dict(overrides or {})
+        SSVDOSettings.from_mapping(overrides, where)  # unknown keys, values named
         try:
-            validate_settings(**settings)
+            out[pattern] = defaults.replace(**overrides)
         except (TypeError, ValueError) as err:
-            raise type(err)(f"targets[{pattern!r}]: {err}") from None
-    return resolved
-
-
-def _attention_internals(model: nn.Module) -> list[str]:
-    prefixes = [
-        name for name, mod in model.named_modules() if isinstance(mod, nn.MultiheadAttention)
-    ]
-    return [p + "." if p else "" for p in prefixes]
+            raise type(err)(f"{where}: {err}") from None
+    return out
 
 
 def inject_ssvdo(
     model: nn.Module,
     targets: Sequence[str] | Mapping[str, Mapping[str, Any]],
     *,
-    inner_ratio: float | None = None,
-    outer_rank: int = 0,
-    tau: float = 1e-3,
-    rotation: str = "cayley",
-    subspace: str = "top",
-    parameterisation: str = DEFAULT_PARAMETERISATION,
+    inner_ratio: float | None = DEFAULTS.inner_ratio,
+    outer_rank: int = DEFAULTS.outer_rank,
+    tau: float = DEFAULTS.tau,
+    rotation: str = DEFAULTS.rotation,
+    subspace: str = DEFAULTS.subspace,
+    parameterisation: str = DEFAULTS.parameterisation,
     freeze_base: bool = True,
 ) -> list[LayerSummary]:
     """Replace every ``nn.Linear`` whose name matches a pattern by an ``SSVDOLinear``, in place.
@@ -121,66 +102,44 @@ def inject_ssvdo(
     >>> [s.name for s in inject_ssvdo(net, ["0", "2"], inner_ratio=0.5, outer_rank=2)]
     ['0', '2']
     """
-    defaults = dict(
-        inner_ratio=inner_ratio,
-        outer_rank=outer_rank,
-        tau=tau,
-        rotation=rotation,
-        subspace=subspace,
-        parameterisation=parameterisation,
-    )
-    resolved = _resolve_targets(targets, defaults)
-    attention = _attention_internals(model)
-    adapter_bases = [name + ".base_layer" for name, _ in ssvdo_layers(model)]
-
-    chosen: list[tuple[str, nn.Linear, dict[str, Any]]] = []
-    hits = {pattern: 0 for pattern, _ in resolved}
-    skipped = {pattern: [] for pattern, _ in resolved}
-    for name, module in model.named_modules():
-        pattern, settings = next(
-            ((p, s) for p, s in resolved if fnmatch.fnmatchcase(name, p)), (None, None)
-        )
-        if pattern is None or any(
-            name == base or name.startswith(base + ".") for base in adapter_bases
-        ):
-            continue
-        if any(name.startswith(prefix) for prefix in attention if prefix):
-            skipped[pattern].append(name)
-            continue
-        if isinstance(module, SSVDOLinear):
-            raise ValueError(
-                f"module {name!r} (pattern {pattern!r}) is already an SSVDOLinear; merge_ssvdo first"
-            )
-        if not isinstance(module, nn.Linear):
-            raise TypeError(
-                f"pattern {pattern!r} matches module {name!r} of type {type(module).__name__}; "
-                "only torch.nn.Linear can be adapted"
-            )
-        hits[pattern] += 1
-        chosen.append((name, module, settings))
-    for pattern, _ in resolved:
-        if hits[pattern]:
-            if skipped[pattern]:
-                warnings.warn(
-                    f"pattern {pattern!r}: skipped {skipped[pattern]} inside torch.nn.MultiheadAttention "
-                    "(its fused kernel reads those weights directly)",
-                    stacklevel=2,
-                )
-        elif skipped[pattern]:
-            raise ValueError(
-                f"pattern {pattern!r} matches only modules inside torch.nn.MultiheadAttention "
-                f"({skipped[pattern]}), which are never wrapped"
-            )
-        else:
-            raise ValueError(f"pattern {pattern!r} matches no module of {type(model).__name__}")
-    if any(name == "" for name, _, _ in chosen):
+    defaults = SSVDOSettings(inner_ratio, outer_rank, tau, rotation, subspace, parameterisation)
+    by_pattern = _pattern_settings(targets, defaults)
+    for pattern, settings in by_pattern.items():
+        if settings.inner_ratio is None:
+            raise ValueError(f"inner_ratio is required (pattern {pattern!r} has none)")
+    if isinstance(model, nn.Linear):
         raise ValueError("the model itself is an nn.Linear: wrap it with SSVDOLinear(...) directly")
+    chosen = match_targets(model, list(by_pattern))
+    return inject_layers(
+        model, {name: by_pattern[pattern] for name, pattern in chosen}, freeze_base=freeze_base
+    )
 
+
+def inject_layers(
+    model: nn.Module, plan: Mapping[str, SSVDOSettings], *, freeze_base: bool = True
+) -> list[LayerSummary]:
+    """Replace the ``nn.Linear`` layers named in ``plan`` (exact module names, e.g. from
+    :func:`cl_ssvdo.ssvdo.targets.resolve_targets`) by ``SSVDOLinear`` with their settings.
+
+    Returns one :class:`LayerSummary` per layer, in ``plan`` order. With ``freeze_base``, every
+    other parameter of ``model`` is frozen first.
+
+    >>> net = nn.Sequential(nn.Linear(4, 16), nn.ReLU())
+    >>> summary = inject_layers(net, {"0": SSVDOSettings(inner_ratio=0.5, outer_rank=2)})
+    >>> summary[0].inner_rank, summary[0].outer_rank, summary[0].trainable  # 1 + 2 + 12 * 2
+    (2, 2, 27)
+    """
+    layers = []
+    for name, settings in plan.items():
+        module = model.get_submodule(name)
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"{name}: {type(module).__name__} is not an nn.Linear")
+        layers.append((name, module, settings.required()))
     if freeze_base:
         model.requires_grad_(False)
     summaries = []
-    for name, module, settings in chosen:
-        adapter = SSVDOLinear(module, **settings)
+    for name, module, settings in layers:
+        adapter = SSVDOLinear(module, **settings.to_dict())
         parent_name, _, child_name = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child_name, adapter)
         trainable = 0

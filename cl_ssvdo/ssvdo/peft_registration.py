@@ -13,9 +13,8 @@ never depends on recomputing the same singular-vector signs.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,11 +24,89 @@ from peft.utils import register_peft_method
 from peft.utils.peft_types import PeftType
 from torch import nn
 
-from .config import SSVDOConfig
-from .layer import SSVDOAdapter
+from .adapter import SSVDOAdapter
 from .peft_type import NAME, SSVDO_PEFT_TYPE
+from .settings import DEFAULTS, SETTING_NAMES, SSVDOSettings
+from .targets import targets_regex
 
 PREFIX = "ssvdo_"
+
+
+@dataclass
+class SSVDOConfig(PeftConfig):
+    """Configuration of an SSVD-O adapter for ``peft.get_peft_model``.
+
+    Arguments
+    ---------
+    target_modules : list of str or str
+        peft matching: a list matches names equal to, or ending in ``.<entry>``; a str is a
+        full-match regex. Only ``nn.Linear`` targets, never ``nn.MultiheadAttention`` internals.
+    exclude_modules : list of str or str, optional
+        Same syntax, names to skip.
+    inner_ratio : float
+        p in [0, 1], fraction of the singular components rotated on the input side.
+    outer_rank : int
+        l >= 0, left singular vectors rotated into the complement (only where m > n).
+    tau : float
+        > 0, outer-rotation sensitivity.
+    rotation : str
+        "cayley" or "linear".
+    subspace : str
+        "top" or "tail" (which components the inner transform adapts).
+    parameterisation : str
+        "v2" (step-size calibrated, the default) or "v1" (the earlier maths; ``tau`` only
+        matters there). Adapters saved before this setting existed were trained under "v1":
+        load them with ``parameterisation="v1"``.
+    modules_to_save : list of str, optional
+        Extra modules to train and save in full (peft semantics).
+    """
+
+    target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Module names (list: exact or suffix match) or a full-match regex."},
+    )
+    exclude_modules: list[str] | str | None = field(
+        default=None, metadata={"help": "Module names or regex to exclude."}
+    )
+    inner_ratio: float = field(default=0.1, metadata={"help": "Inner ratio p in [0, 1]."})
+    outer_rank: int = field(
+        default=DEFAULTS.outer_rank,
+        metadata={"help": "Outer rank l >= 0 (effective only where m > n)."},
+    )
+    tau: float = field(
+        default=DEFAULTS.tau, metadata={"help": "Outer-rotation regulariser tau > 0."}
+    )
+    rotation: str = field(default=DEFAULTS.rotation, metadata={"help": "'cayley' or 'linear'."})
+    subspace: str = field(
+        default=DEFAULTS.subspace,
+        metadata={"help": "'top' or 'tail' components for the inner transform."},
+    )
+    parameterisation: str = field(
+        default=DEFAULTS.parameterisation,
+        metadata={"help": "'v2' (step-size calibrated) or 'v1' (the earlier maths)."},
+    )
+    modules_to_save: list[str] | None = field(
+        default=None, metadata={"help": "Modules apart from SSVD-O layers to train and save."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = SSVDO_PEFT_TYPE
+        if isinstance(self.target_modules, list):
+            self.target_modules = set(self.target_modules)
+        if isinstance(self.exclude_modules, list):
+            self.exclude_modules = set(self.exclude_modules)
+        self.settings.required()  # validates
+
+    @property
+    def settings(self) -> SSVDOSettings:
+        """The layer settings (the fields of :class:`~cl_ssvdo.ssvdo.settings.SSVDOSettings`)."""
+        return SSVDOSettings(**{name: getattr(self, name) for name in SETTING_NAMES})
+
+    @property
+    def layer_settings(self) -> dict[str, object]:
+        """Keyword arguments of ``SSVDOAdapter`` / ``SSVDOLinear``."""
+        return self.settings.to_dict()
 
 
 class SSVDOLayer(BaseTunerLayer):
@@ -128,24 +205,6 @@ class SSVDOPeftLinear(nn.Module, SSVDOLayer):
 
     def __repr__(self) -> str:
         return "ssvdo." + super().__repr__()
-
-
-def targets_regex(entries: Any) -> str:
-    """One full-match regex for a ``target_modules`` list mixing peft entries (exact name or
-    ``.<entry>`` suffix) and the plugins' ``fnmatch`` globs (entries with ``*?[``).
-
-    >>> import re
-    >>> rx = targets_regex(["*ffn.0", "out"])
-    >>> [bool(re.fullmatch(rx, n)) for n in ("b.0.ffn.0", "head.out", "b.0.ffn.3", "readout")]
-    [True, True, False, False]
-    """
-    parts = []
-    for entry in sorted(entries):
-        if any(c in entry for c in "*?["):
-            parts.append(fnmatch.translate(entry))
-        else:
-            parts.append(r"(?:.*\.)?" + re.escape(entry))
-    return "(?:" + "|".join(parts) + ")"
 
 
 def _has_globs(entries: Any) -> bool:

@@ -26,8 +26,7 @@ import math
 
 import torch
 
-ROTATIONS = ("cayley", "linear")
-PARAMETERISATIONS = ("v1", "v2")
+from .settings import PARAMETERISATIONS, ROTATIONS  # noqa: F401 (re-exported)
 
 
 def skew_from_vector(vec: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,26 +1,17 @@
-"""Adapter plugins: SSVD-O (and SSVD) and the peft baselines, all behind :class:`AdapterPlugin`."""
+"""Adapter plugins behind :class:`AdapterPlugin` (``base``): SSVD-O and SSVD (``ssvdo``), the
+peft baselines LoRA/DoRA/PiSSA and full fine-tuning (``peft``)."""
 
-from .peft import (
-    BaselinePlugin,
-    DoRAPlugin,
-    FullFTPlugin,
-    LoRAPlugin,
-    PiSSAPlugin,
-    SSVDPlugin,
-    make_baseline_plugin,
-)
-from .ssvdo import AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin
+from .base import AdapterPlugin, ExperienceRecord, LayerRecord, match_schedule
+from .peft import BaselinePlugin, FullFTPlugin
+from .ssvdo import SSVDOPlugin, SSVDPlugin
 
 __all__ = [
     "AdapterPlugin",
     "BaselinePlugin",
-    "DoRAPlugin",
     "ExperienceRecord",
     "FullFTPlugin",
     "LayerRecord",
-    "LoRAPlugin",
-    "PiSSAPlugin",
     "SSVDOPlugin",
     "SSVDPlugin",
-    "make_baseline_plugin",
+    "match_schedule",
 ]

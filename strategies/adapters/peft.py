@@ -1,5 +1,6 @@
-"""The baselines as plugins of the SSVD-O plugin's shape: LoRA, DoRA, PiSSA (peft), SSVD (inner
-transform only) and full fine-tuning of the same layers.
+"""The baselines as plugins of the SSVD-O plugin's shape: LoRA, DoRA, PiSSA (peft) and full
+fine-tuning of the same layers (SSVD, the inner transform alone, is in
+:mod:`strategies.adapters.ssvdo`).
 
 Each is applied before every training experience (``cl_ssvdo.baselines.apply_adapter`` on the
 current, merged weights), trains alone (every other parameter frozen, optimizer rebuilt over the
@@ -26,8 +27,9 @@ Example
 -------
 >>> from cl_ssvdo.schedule import BudgetSchedule
 >>> ssvdo = BudgetSchedule.constant({"inner_ratio": 0.5, "outer_rank": 8})
->>> lora = LoRAPlugin(match=ssvdo)        # rank matched to SSVD-O's count, per experience
->>> dora = DoRAPlugin(rank=4)             # explicit rank
+>>> lora = BaselinePlugin("lora", match=ssvdo)  # rank matched to SSVD-O's count, per experience
+>>> dora = BaselinePlugin("dora", rank=4)       # explicit rank
+>>> full = FullFTPlugin(bias=False)             # the target layers' own weights
 """
 
 from __future__ import annotations
@@ -39,34 +41,13 @@ from torch import nn
 
 from cl_ssvdo import budget as budget_lib
 from cl_ssvdo.baselines import apply_adapter
-from cl_ssvdo.schedule import BudgetSchedule, LayerSetting
+from cl_ssvdo.schedule import BudgetSchedule
 
-from .ssvdo import DEFAULT_TARGETS, AdapterPlugin, ExperienceRecord, LayerRecord, SSVDOPlugin
+from .base import DEFAULT_TARGETS, AdapterPlugin, ExperienceRecord, LayerRecord, match_schedule
 
-__all__ = [
-    "BaselinePlugin",
-    "LoRAPlugin",
-    "DoRAPlugin",
-    "PiSSAPlugin",
-    "SSVDPlugin",
-    "FullFTPlugin",
-    "make_baseline_plugin",
-]
+__all__ = ["BaselinePlugin", "FullFTPlugin"]
 
 _RANK_METHODS = ("lora", "dora", "pissa")
-
-
-def _as_schedule(match: Any) -> tuple[BudgetSchedule, bool]:
-    """(schedule, outer) of what a baseline is matched to."""
-    if isinstance(match, SSVDOPlugin):
-        return match.schedule, match.outer
-    if isinstance(match, BudgetSchedule):
-        return match, True
-    if isinstance(match, Mapping):
-        return BudgetSchedule.from_dict(match, where="match"), True
-    raise TypeError(
-        f"match: expected an SSVD-O BudgetSchedule, its mapping or an SSVDOPlugin, got {type(match).__name__}"
-    )
 
 
 class BaselinePlugin(AdapterPlugin):
@@ -96,7 +77,7 @@ class BaselinePlugin(AdapterPlugin):
         targets: Sequence[str] = DEFAULT_TARGETS,
         *,
         rank: int | None = None,
-        match: BudgetSchedule | Mapping[str, Any] | SSVDOPlugin | None = None,
+        match: BudgetSchedule | Mapping[str, Any] | Any = None,
         max_shortfall: float | None = None,
         log_metrics: bool = True,
         **settings: Any,
@@ -118,7 +99,7 @@ class BaselinePlugin(AdapterPlugin):
             raise ValueError("settings: pass rank= explicitly")
         self.adapter_method = method
         self.rank = rank
-        self.match = None if match is None else _as_schedule(match)
+        self.match = None if match is None else match_schedule(match)
         self.max_shortfall = max_shortfall
         self.settings = dict(settings)
         self._handle = None
@@ -200,110 +181,8 @@ class BaselinePlugin(AdapterPlugin):
         self._handle = None
 
 
-class LoRAPlugin(BaselinePlugin):
-    """LoRA (peft) per experience; ``rank=`` or ``match=`` (module docstring)."""
-
-    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
-        super().__init__("lora", targets, **kwargs)
-
-
-class DoRAPlugin(BaselinePlugin):
-    """DoRA (peft, ``use_dora=True``) per experience; ``rank=`` or ``match=``."""
-
-    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
-        super().__init__("dora", targets, **kwargs)
-
-
-class PiSSAPlugin(BaselinePlugin):
-    """PiSSA (peft, SVD initialisation on the current weights) per experience."""
-
-    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, **kwargs: Any) -> None:
-        super().__init__("pissa", targets, **kwargs)
-
-
 class FullFTPlugin(BaselinePlugin):
     """Full fine-tuning of the target layers only (weights and, with ``bias=True``, biases)."""
 
     def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, bias: bool = True, **kwargs: Any):
         super().__init__("full", targets, bias=bias, **kwargs)
-
-
-class SSVDPlugin(SSVDOPlugin):
-    """SSVD: the inner transform alone, re-applied per experience.
-
-    Give ``inner_ratio=`` (the same p on every layer, every experience), or a ``schedule`` of
-    explicit settings (outer ranks are ignored), or ``match=`` an SSVD-O schedule / plugin:
-    each experience the SSVD-O count B is given to :func:`cl_ssvdo.budget.allocate` with inner
-    share 1 over the same layers (count <= B).
-    """
-
-    adapter_method = "ssvd"
-
-    def __init__(
-        self,
-        inner_ratio: float | None = None,
-        *,
-        schedule: BudgetSchedule | Mapping[str, Any] | None = None,
-        match: BudgetSchedule | Mapping[str, Any] | SSVDOPlugin | None = None,
-        targets: Sequence[str] = DEFAULT_TARGETS,
-        tau: float = 1e-3,
-        rotation: str = "cayley",
-        subspace: str = "top",
-        parameterisation: str = "v2",
-        log_metrics: bool = True,
-    ) -> None:
-        given = [x is not None for x in (inner_ratio, schedule, match)]
-        if sum(given) != 1:
-            raise ValueError("SSVDPlugin: give exactly one of inner_ratio=, schedule= or match=")
-        if inner_ratio is not None:
-            schedule = BudgetSchedule.constant({"inner_ratio": inner_ratio})
-        self.match = None if match is None else _as_schedule(match)
-        super().__init__(
-            schedule if schedule is not None else self.match[0],
-            targets=targets,
-            tau=tau,
-            rotation=rotation,
-            subspace=subspace,
-            outer=False,
-            parameterisation=parameterisation,
-            log_metrics=log_metrics,
-        )
-
-    def ssvdo_budget(self, model: nn.Module, experience: int) -> int | None:
-        if self.match is None:
-            return None
-        schedule, outer = self.match
-        return schedule.total(experience, self.target_layers(model), outer=outer)
-
-    def resolve(self, model: nn.Module, experience: int) -> list[LayerSetting]:
-        budget = self.ssvdo_budget(model, experience)
-        if budget is None:
-            return super().resolve(model, experience)
-        inner_only = BudgetSchedule.constant({"budget": budget, "inner_share": 1.0})
-        return inner_only.resolve(0, self.target_layers(model), outer=False)
-
-    def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
-        self.schedule.check_length(n_experiences)
-        for i in range(n_experiences):
-            self.resolve(model, i)
-
-    def attach(self, strategy, experience: int) -> ExperienceRecord:
-        budget = self.ssvdo_budget(strategy.model, experience)  # on the plain model
-        record = super().attach(strategy, experience)
-        if budget is not None:
-            record.budget = budget
-            record.settings = {
-                "budget": budget,
-                "inner_share": 1.0,
-                "matched_ratio": record.total_trainable / budget,
-            }
-        return record
-
-
-def make_baseline_plugin(method: str, **kwargs: Any) -> AdapterPlugin:
-    """Plugin by method name: ``ssvdo``, ``ssvd``, ``lora``, ``dora``, ``pissa``, ``full``."""
-    if method == "ssvdo":
-        return SSVDOPlugin(**kwargs)
-    if method == "ssvd":
-        return SSVDPlugin(**kwargs)
-    return BaselinePlugin(method, **kwargs)

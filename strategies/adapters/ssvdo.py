@@ -1,4 +1,5 @@
-"""SSVD-O as an Avalanche strategy plugin, re-applied for every training experience.
+"""SSVD-O (and SSVD, its inner transform alone) as Avalanche strategy plugins, re-applied for
+every training experience (shared lifecycle: :mod:`strategies.adapters.base`).
 
 Lifecycle per training experience (Avalanche callbacks, no forked loop):
 
@@ -6,7 +7,8 @@ Lifecycle per training experience (Avalanche callbacks, no forked loop):
   ``nn.MultiheadAttention``), resolve the experience's settings from the
   :class:`~cl_ssvdo.schedule.BudgetSchedule` (experience = the stream index,
   ``strategy.experience.current_experience``), decompose the *current* weights (the previous
-  experiences' adapters are already merged into them) and inject ``SSVDOLinear`` layers; every
+  experiences' adapters are already merged into them) and inject ``SSVDOLinear`` layers (by
+  exact layer name, one :class:`~cl_ssvdo.ssvdo.settings.SSVDOSettings` each); every
   other parameter is frozen and the strategy's optimizer is rebuilt over the adapter
   parameters only. The first call validates the whole schedule against the stream length and
   the layer shapes, so a bad schedule fails before any training.
@@ -42,262 +44,27 @@ Example
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import Any
 
-import torch
-from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metric_results import MetricValue
 from torch import nn
 
-from cl_ssvdo.baselines import resolve_targets
-from cl_ssvdo.schedule import BudgetSchedule, LayerSetting
-from cl_ssvdo.ssvdo import basis_drift, inject_ssvdo, merge_ssvdo
-from cl_ssvdo.ssvdo.diagnostics import choose_subspace, ssvdo_diagnostics, weight_change
+from cl_ssvdo.schedule import SUBSPACE_CHOICES, BudgetSchedule, LayerSetting
+from cl_ssvdo.ssvdo import basis_drift, inject_layers, merge_ssvdo
+from cl_ssvdo.ssvdo.diagnostics import choose_subspace, ssvdo_diagnostics
 from cl_ssvdo.ssvdo.inject import ssvdo_layers
-from cl_ssvdo.ssvdo.layer import validate_settings
+from cl_ssvdo.ssvdo.settings import DEFAULTS, SSVDOSettings
 
-from ..cl._ctc import experience_index
+from .base import (
+    DEFAULT_TARGETS,
+    AdapterPlugin,
+    ExperienceRecord,
+    LayerRecord,
+    match_schedule,
+)
 
-__all__ = ["AdapterPlugin", "SSVDOPlugin", "LayerRecord", "ExperienceRecord"]
-
-DEFAULT_TARGETS = ("*ffn.0", "*ffn.3")
-
-
-@dataclass(frozen=True)
-class LayerRecord:
-    """One adapted layer in one experience. ``k``/``l``: inner/outer rank (SSVD-O), ``rank``
-    for LoRA-family baselines; ``drift_u``/``drift_v``: SSVD-O basis drift at the end;
-    ``subspace``: the inner rotation's subspace (SSVD-O/SSVD); ``diagnostics``: what moved
-    (figure -> value, see the module docstring)."""
-
-    name: str
-    out_features: int
-    in_features: int
-    trainable: int
-    group: str = ""
-    k: int = 0
-    l: int = 0  # noqa: E741 (the paper's name)
-    rank: int = 0
-    drift_u: float = 0.0
-    drift_v: float = 0.0
-    subspace: str = ""
-    diagnostics: dict[str, float] = field(default_factory=dict, hash=False)
-
-
-@dataclass
-class ExperienceRecord:
-    """What an adapter plugin did in one training experience (readable by loggers)."""
-
-    experience: int
-    method: str
-    layers: list[LayerRecord]
-    total_trainable: int
-    settings: dict[str, Any] = field(default_factory=dict)
-    drift_u: float = 0.0
-    drift_v: float = 0.0
-    budget: int | None = None
-    weight_change: float | None = None
-    weight_change_total: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def metrics(self, prefix: str | None = None) -> dict[str, float]:
-        """Flat scalar metrics, e.g. ``{"ssvdo/trainable": 1234, "ssvdo/drift_u": 1e-7, ...}``."""
-        p = prefix or self.method
-        out: dict[str, float] = {f"{p}/trainable": float(self.total_trainable)}
-        if self.method in ("ssvdo", "ssvd"):
-            out[f"{p}/drift_u"] = self.drift_u
-            out[f"{p}/drift_v"] = self.drift_v
-        if self.budget is not None:
-            out[f"{p}/budget"] = float(self.budget)
-        if self.weight_change is not None:
-            out[f"{p}/weight_change"] = self.weight_change
-        if self.weight_change_total is not None:
-            out[f"{p}/weight_change_total"] = self.weight_change_total
-        return out
-
-
-def _exact_pattern(name: str) -> str:
-    """An ``fnmatch`` pattern matching exactly ``name``."""
-    return re.sub(r"([\[\]*?])", r"[\1]", name)
-
-
-def _stacked_change(
-    before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], names: Sequence[str]
-) -> float:
-    """``weight_change`` of all ``names`` together: sqrt(sum ||dW||^2) / sqrt(sum ||W0||^2)."""
-    num = sum(float((after[n].double() - before[n].double()).square().sum()) for n in names)
-    den = sum(float(before[n].double().square().sum()) for n in names)
-    return (num / den) ** 0.5 if den else 0.0
-
-
-def refresh_optimizer(strategy) -> None:
-    """Rebuild the strategy's optimizer over the parameters that now require grad.
-
-    Stock Avalanche templates keep parameters that left the model in the optimizer unless
-    ``remove_params=True`` (removed adapters would pile up: 0 -> 6 -> 12 stale ones over three
-    experiences), so they are asked to drop them and reset the state.
-    """
-    hook = getattr(strategy, "reset_optimizer", None)
-    if callable(hook):
-        hook()
-        return
-    try:
-        strategy.make_optimizer(reset_optimizer_state=True, remove_params=True)
-    except TypeError:  # a template whose make_optimizer has no remove_params
-        strategy.make_optimizer(reset_optimizer_state=True)
-
-
-class AdapterPlugin(SupervisedPlugin):
-    """Base of the adapter plugins: stream bookkeeping, optimizer refresh, records, metrics.
-
-    Subclasses implement ``attach(strategy, experience) -> ExperienceRecord`` (inject, freeze the
-    rest) and ``detach(strategy, record)`` (merge, remove, restore ``requires_grad``); the base
-    rebuilds the optimizer after ``attach``, checks that the model has its plain parameter names
-    again after ``detach``, keeps ``records`` and publishes their scalars.
-    """
-
-    adapter_method: str = ""
-
-    def __init__(self, targets: Sequence[str] = DEFAULT_TARGETS, log_metrics: bool = True) -> None:
-        super().__init__()
-        if isinstance(targets, str) or not targets or not all(isinstance(t, str) for t in targets):
-            raise ValueError(
-                f"targets: expected a non-empty list of glob patterns, got {targets!r}"
-            )
-        self.targets = tuple(targets)
-        self.log_metrics = log_metrics
-        self.records: list[ExperienceRecord] = []
-        self._current: ExperienceRecord | None = None
-        self._plain_names: list[str] | None = None
-        self._validated = False
-        # Target weights before the current experience and before the first one.
-        self._w_before: dict[str, torch.Tensor] | None = None
-        self._w_start: dict[str, torch.Tensor] | None = None
-
-    # -------------------------------------------------------------- subclass API
-    def attach(self, strategy, experience: int) -> ExperienceRecord:
-        raise NotImplementedError
-
-    def detach(self, strategy, record: ExperienceRecord) -> None:
-        raise NotImplementedError
-
-    def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
-        """Fail early (before the first experience trains) when the stream cannot be served."""
-
-    # -------------------------------------------------------------- helpers
-    def target_layers(self, model: nn.Module) -> list[tuple[str, int, int]]:
-        """``[(name, out_features, in_features), ...]`` of the target linears, model order."""
-        names = resolve_targets(model, list(self.targets))
-        out = []
-        for name in names:
-            layer = model.get_submodule(name)
-            out.append((name, layer.out_features, layer.in_features))
-        return out
-
-    def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Copies of the target layers' weights, layer name -> (out, in) tensor."""
-        return {
-            name: model.get_submodule(name).weight.detach().clone()
-            for name, _, _ in self.target_layers(model)
-        }
-
-    def measure_change(self, model: nn.Module, record: ExperienceRecord) -> None:
-        """Put ``weight_change`` / ``weight_change_total`` into each layer's diagnostics and
-        the all-layer figures into ``record`` (the model is plain again: merged, unwrapped)."""
-        before, start = self._w_before or {}, self._w_start or {}
-        after = {r.name: model.get_submodule(r.name).weight.detach() for r in record.layers}
-        layers = []
-        for r in record.layers:
-            extra = {}
-            if r.name in before:
-                extra["weight_change"] = weight_change(before[r.name], after[r.name])
-            if r.name in start:
-                extra["weight_change_total"] = weight_change(start[r.name], after[r.name])
-            layers.append(replace(r, diagnostics={**r.diagnostics, **extra}))
-        record.layers = layers
-        names = [r.name for r in record.layers]
-        if names and all(n in before for n in names):
-            record.weight_change = _stacked_change(before, after, names)
-        if names and all(n in start for n in names):
-            record.weight_change_total = _stacked_change(start, after, names)
-
-    @staticmethod
-    def experience_index(strategy) -> int:
-        return experience_index(strategy)
-
-    @staticmethod
-    def stream_length(strategy) -> int | None:
-        stream = getattr(strategy.experience, "origin_stream", None)
-        try:
-            return len(stream) if stream is not None else None
-        except TypeError:
-            return None
-
-    # -------------------------------------------------------------- callbacks
-    def before_training(self, strategy, **kwargs) -> None:
-        from ..cl.compat import check_plugins
-
-        check_plugins(strategy.plugins, model=strategy.model)
-
-    def before_training_exp(self, strategy, **kwargs) -> None:
-        if self._current is not None:
-            raise RuntimeError(
-                f"{type(self).__name__}: an adapter from experience {self._current.experience} is "
-                "still attached (the previous experience did not finish)"
-            )
-        model = strategy.model
-        if not self._validated:
-            n = self.stream_length(strategy)
-            if n is not None:
-                self.validate_stream(model, n)
-            self._validated = True
-        self._plain_names = [n for n, _ in model.named_parameters()]
-        self._w_before = self.weights(model)
-        if self._w_start is None:
-            self._w_start = dict(self._w_before)
-        self._current = self.attach(strategy, self.experience_index(strategy))
-        refresh_optimizer(strategy)
-
-    def after_training_exp(self, strategy, **kwargs) -> None:
-        record = self._current
-        if record is None:
-            return
-        self.detach(strategy, record)
-        names = [n for n, _ in strategy.model.named_parameters()]
-        if names != self._plain_names:
-            extra = sorted(set(names) - set(self._plain_names or []))[:3]
-            raise RuntimeError(
-                f"{type(self).__name__}: after merging, the model's parameters differ from the "
-                f"plain model's (e.g. {extra})"
-            )
-        self.measure_change(strategy.model, record)
-        if not callable(getattr(strategy, "reset_optimizer", None)):
-            refresh_optimizer(strategy)  # no removed adapter stays in a stock optimizer
-        self._w_before = None
-        self._current = None
-        self.records.append(record)
-        if self.log_metrics:
-            self._publish(strategy, record)
-
-    def _publish(self, strategy, record: ExperienceRecord) -> None:
-        evaluator = getattr(strategy, "evaluator", None)
-        if evaluator is None or not hasattr(evaluator, "publish_metric_value"):
-            return
-        x = int(strategy.clock.train_iterations)
-        suffix = f"/exp{record.experience:03d}"
-        for name, value in record.metrics().items():
-            evaluator.publish_metric_value(MetricValue(self, name + suffix, value, x))
-        step = record.experience + 1  # the WER row this experience produces
-        for layer in record.layers:
-            for figure, value in layer.diagnostics.items():
-                evaluator.publish_metric_value(
-                    MetricValue(self, f"diag/{figure}/{layer.name}", value, step)
-                )
+__all__ = ["SSVDOPlugin", "SSVDPlugin"]
 
 
 class SSVDOPlugin(AdapterPlugin):
@@ -332,11 +99,11 @@ class SSVDOPlugin(AdapterPlugin):
         self,
         schedule: BudgetSchedule | Mapping[str, Any],
         targets: Sequence[str] = DEFAULT_TARGETS,
-        tau: float = 1e-3,
-        rotation: str = "cayley",
-        subspace: str = "top",
+        tau: float = DEFAULTS.tau,
+        rotation: str = DEFAULTS.rotation,
+        subspace: str = DEFAULTS.subspace,
         outer: bool = True,
-        parameterisation: str = "v2",
+        parameterisation: str = DEFAULTS.parameterisation,
         log_metrics: bool = True,
     ) -> None:
         super().__init__(targets, log_metrics)
@@ -346,14 +113,17 @@ class SSVDOPlugin(AdapterPlugin):
             raise TypeError(
                 f"schedule: expected a BudgetSchedule or a mapping, got {type(schedule).__name__}"
             )
-        validate_settings(
-            0.0, 0, tau, rotation, "top" if subspace == "auto" else subspace, parameterisation
+        if subspace not in SUBSPACE_CHOICES:
+            raise ValueError(f"subspace must be one of {SUBSPACE_CHOICES}, got {subspace!r}")
+        # The settings every layer shares; (p, l) and the subspace come per layer.
+        self.settings = SSVDOSettings(
+            tau=float(tau),
+            rotation=rotation,
+            subspace="top" if subspace == "auto" else subspace,
+            parameterisation=parameterisation,
         )
         self.schedule = schedule
-        self.tau = float(tau)
-        self.rotation = rotation
         self.subspace = subspace
-        self.parameterisation = parameterisation
         self.outer = bool(outer)
         self._flags: dict[str, bool] = {}
         self._resolved: list[LayerSetting] = []
@@ -379,44 +149,26 @@ class SSVDOPlugin(AdapterPlugin):
         resolved = self.resolve(model, experience)
         self._flags = {n: p.requires_grad for n, p in model.named_parameters()}
         subspaces = {s.name: self.layer_subspace(model, s) for s in resolved}
-        summaries = inject_ssvdo(
-            model,
-            {
-                _exact_pattern(s.name): {
-                    "inner_ratio": s.inner_ratio,
-                    "outer_rank": s.outer_rank,
-                    "subspace": subspaces[s.name],
-                }
-                for s in resolved
-            },
-            tau=self.tau,
-            rotation=self.rotation,
-            subspace=self.subspace,
-            parameterisation=self.parameterisation,
-            freeze_base=True,
-        )
-        by_name = {s.name: s for s in resolved}
-        layers = []
-        for summ in summaries:
-            want = by_name[summ.name]
-            got = (summ.inner_rank, summ.outer_rank, summ.trainable)
-            if got != (want.inner_rank, want.outer_rank, want.trainable):
-                raise RuntimeError(
-                    f"SSVDOPlugin: layer {summ.name} got (k, l, trainable) = {got}, the schedule "
-                    f"says {(want.inner_rank, want.outer_rank, want.trainable)}"
-                )
-            layers.append(
-                LayerRecord(
-                    name=summ.name,
-                    out_features=summ.out_features,
-                    in_features=summ.in_features,
-                    trainable=summ.trainable,
-                    group=want.group,
-                    k=summ.inner_rank,
-                    l=summ.outer_rank,
-                    subspace=subspaces[summ.name],
-                )
+        plan = {
+            s.name: self.settings.replace(
+                inner_ratio=s.inner_ratio, outer_rank=s.outer_rank, subspace=subspaces[s.name]
             )
+            for s in resolved
+        }
+        summaries = inject_layers(model, plan, freeze_base=True)
+        layers = [
+            LayerRecord(
+                name=summ.name,
+                out_features=summ.out_features,
+                in_features=summ.in_features,
+                trainable=summ.trainable,
+                group=setting.group,
+                k=summ.inner_rank,
+                l=summ.outer_rank,
+                subspace=subspaces[summ.name],
+            )
+            for summ, setting in zip(summaries, resolved, strict=True)
+        ]
         self._resolved = resolved
         return ExperienceRecord(
             experience=experience,
@@ -455,7 +207,86 @@ class SSVDOPlugin(AdapterPlugin):
         if any(True for _ in ssvdo_layers(model)):
             raise RuntimeError("SSVDOPlugin: adapters remain after merge_ssvdo")
 
+    @property
+    def tau(self) -> float:
+        return self.settings.tau
 
-def trainable_count(model: nn.Module) -> int:
-    """Number of parameters with ``requires_grad`` (what the optimizer may update)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    @property
+    def rotation(self) -> str:
+        return self.settings.rotation
+
+    @property
+    def parameterisation(self) -> str:
+        return self.settings.parameterisation
+
+
+class SSVDPlugin(SSVDOPlugin):
+    """SSVD: the inner transform alone, re-applied per experience.
+
+    Give ``inner_ratio=`` (the same p on every layer, every experience), or a ``schedule`` of
+    explicit settings (outer ranks are ignored), or ``match=`` an SSVD-O schedule / plugin:
+    each experience the SSVD-O count B is given to :func:`cl_ssvdo.budget.allocate` with inner
+    share 1 over the same layers (count <= B).
+    """
+
+    adapter_method = "ssvd"
+
+    def __init__(
+        self,
+        inner_ratio: float | None = None,
+        *,
+        schedule: BudgetSchedule | Mapping[str, Any] | None = None,
+        match: BudgetSchedule | Mapping[str, Any] | SSVDOPlugin | None = None,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        tau: float = DEFAULTS.tau,
+        rotation: str = DEFAULTS.rotation,
+        subspace: str = DEFAULTS.subspace,
+        parameterisation: str = DEFAULTS.parameterisation,
+        log_metrics: bool = True,
+    ) -> None:
+        given = [x is not None for x in (inner_ratio, schedule, match)]
+        if sum(given) != 1:
+            raise ValueError("SSVDPlugin: give exactly one of inner_ratio=, schedule= or match=")
+        if inner_ratio is not None:
+            schedule = BudgetSchedule.constant({"inner_ratio": inner_ratio})
+        self.match = None if match is None else match_schedule(match)
+        super().__init__(
+            schedule if schedule is not None else self.match[0],
+            targets=targets,
+            tau=tau,
+            rotation=rotation,
+            subspace=subspace,
+            outer=False,
+            parameterisation=parameterisation,
+            log_metrics=log_metrics,
+        )
+
+    def ssvdo_budget(self, model: nn.Module, experience: int) -> int | None:
+        if self.match is None:
+            return None
+        schedule, outer = self.match
+        return schedule.total(experience, self.target_layers(model), outer=outer)
+
+    def resolve(self, model: nn.Module, experience: int) -> list[LayerSetting]:
+        budget = self.ssvdo_budget(model, experience)
+        if budget is None:
+            return super().resolve(model, experience)
+        inner_only = BudgetSchedule.constant({"budget": budget, "inner_share": 1.0})
+        return inner_only.resolve(0, self.target_layers(model), outer=False)
+
+    def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
+        self.schedule.check_length(n_experiences)
+        for i in range(n_experiences):
+            self.resolve(model, i)
+
+    def attach(self, strategy, experience: int) -> ExperienceRecord:
+        budget = self.ssvdo_budget(strategy.model, experience)  # on the plain model
+        record = super().attach(strategy, experience)
+        if budget is not None:
+            record.budget = budget
+            record.settings = {
+                "budget": budget,
+                "inner_share": 1.0,
+                "matched_ratio": record.total_trainable / budget,
+            }
+        return record

@@ -26,6 +26,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from ._ctc import batch_loss, collate_of
+from .compat import check_plugins
 
 __all__ = ["CTCAGEMPlugin", "project_gradient"]
 
@@ -75,8 +76,6 @@ class CTCAGEMPlugin(SupervisedPlugin):
         self.projections = 0
 
     def before_training(self, strategy, **kwargs) -> None:
-        from .compat import check_plugins
-
         check_plugins(strategy.plugins)
 
     def _trainable(self, strategy) -> list[torch.nn.Parameter]:

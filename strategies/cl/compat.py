@@ -13,8 +13,10 @@ Decisions (tested in ``tests/strategies/test_cl_plugins.py``):
   (and Avalanche's SI "expands" them by shape). Use EWC or MAS with adapters; SI works with
   full fine-tuning (``FullFTPlugin``; Avalanche's plugin must then be listed before it, or use
   :class:`strategies.cl.SIPlugin`) or with no adapter plugin.
-- Weight averaging must come after the adapter plugin in ``plugins=[...]``: Avalanche calls
-  ``after_training_exp`` in list order and the average is taken over the merged, plain model.
+- Weight averaging (any plugin whose class sets ``needs_merged_model = True``) must come after
+  the adapter plugin in ``plugins=[...]``: Avalanche calls ``after_training_exp`` in list order
+  and the average is taken over the merged, plain model. The flag, not the class, is checked,
+  so this module imports no plugin of this package (they all import it).
 - Avalanche's classification-only plugins (EWC, MAS, LwF, GEM, A-GEM, RWalk, GDumb, LFL, CoPE,
   BiC, ...) assume ``criterion(out, y)`` with class logits; on a speech model (CTC or seq2seq,
   :func:`is_speech_model`; also when the model is not given) they are rejected with a pointer to
@@ -96,8 +98,6 @@ def incompatibilities(plugins: Sequence, model: Any = None) -> list[str]:
     (default: assumed a speech model); [] if fine."""
     from avalanche.training.plugins import SynapticIntelligencePlugin
 
-    from .weight_averaging import WeightAveragingPlugin
-
     reasons: list[str] = []
     plugins = list(plugins)
     speech = is_speech_model(model)
@@ -135,12 +135,12 @@ def incompatibilities(plugins: Sequence, model: Any = None) -> list[str]:
                         "its after_training_exp would see the restored (larger) trainable set it "
                         "never tracked; list it first or use strategies.cl.SIPlugin"
                     )
-        if isinstance(p, WeightAveragingPlugin):
+        if getattr(p, "needs_merged_model", False):
             for j, a in adapters:
                 if j > i:
                     reasons.append(
-                        f"WeightAveragingPlugin is listed before {type(a).__name__}: it must come "
-                        "after it, so that it averages the merged plain model (after_training_exp "
+                        f"{cls.__name__} is listed before {type(a).__name__}: it must come "
+                        "after it, so that it works on the merged plain model (after_training_exp "
                         "runs in list order)"
                     )
     seen: dict[type, int] = {}

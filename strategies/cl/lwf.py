@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
 from ._ctc import frame_mask, minibatch_inputs
+from .compat import check_plugins
 
 __all__ = ["LwFPlugin", "masked_kd_loss"]
 
@@ -96,8 +97,6 @@ class LwFPlugin(SupervisedPlugin):
         return self.alphas[min(index, len(self.alphas) - 1)]
 
     def before_training(self, strategy, **kwargs) -> None:
-        from .compat import check_plugins
-
         check_plugins(strategy.plugins)
 
     def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:

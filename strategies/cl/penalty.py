@@ -33,6 +33,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from ._ctc import experience_index
+from .compat import check_plugins
 from .weights import effective_weights
 
 __all__ = ["quadratic_penalty", "PenaltyEntry", "ImportancePenaltyPlugin", "importance_pass"]
@@ -185,8 +186,6 @@ class ImportancePenaltyPlugin(SupervisedPlugin):
 
     # ---------------------------------------------------------------- callbacks
     def before_training(self, strategy, **kwargs) -> None:
-        from .compat import check_plugins
-
         check_plugins(strategy.plugins)
 
     def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:

@@ -21,6 +21,7 @@ from avalanche.benchmarks.utils.data_loader import ReplayDataLoader
 from avalanche.training.plugins import ReplayPlugin
 
 from ._ctc import collate_of
+from .compat import check_plugins
 
 __all__ = ["CTCReplayPlugin"]
 
@@ -33,8 +34,6 @@ class CTCReplayPlugin(ReplayPlugin):
     """
 
     def before_training(self, strategy, **kwargs) -> None:
-        from .compat import check_plugins
-
         check_plugins(strategy.plugins)
 
     def before_training_exp(

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
+from .compat import check_plugins
+
 __all__ = ["WeightAveragingPlugin", "average_into"]
 
 
@@ -61,6 +63,9 @@ class WeightAveragingPlugin(SupervisedPlugin):
         Also average floating-point buffers (e.g. batch-norm running statistics).
     """
 
+    #: :func:`strategies.cl.compat.check_plugins` requires it after any adapter plugin.
+    needs_merged_model = True
+
     def __init__(self, previous_weight: float | str = 0.5, include_buffers: bool = True) -> None:
         super().__init__()
         if previous_weight != "running" and (
@@ -83,8 +88,6 @@ class WeightAveragingPlugin(SupervisedPlugin):
         return float(self.previous_weight)
 
     def before_training(self, strategy, **kwargs) -> None:
-        from .compat import check_plugins
-
         check_plugins(strategy.plugins)
 
     def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:

@@ -1,13 +1,6 @@
-"""Avalanche metrics for speech: WER/CER plugin metrics and the WER matrix."""
+"""Avalanche metrics for speech: WER/CER plugin metrics and the WER matrix (scored by
+``cl_ssvdo.data.scoring``)."""
 
-from .wer import ErrorRatePluginMetric, MatrixCell, WERMatrix, cer, error_counts, wer, wer_metrics
+from .wer import ErrorRatePluginMetric, MatrixCell, WERMatrix, wer_metrics
 
-__all__ = [
-    "ErrorRatePluginMetric",
-    "MatrixCell",
-    "WERMatrix",
-    "cer",
-    "error_counts",
-    "wer",
-    "wer_metrics",
-]
+__all__ = ["ErrorRatePluginMetric", "MatrixCell", "WERMatrix", "wer_metrics"]

@@ -1,4 +1,6 @@
-"""WER/CER with ``jiwer`` over decoded hypotheses: Avalanche metrics and the WER matrix.
+"""WER/CER over decoded hypotheses: Avalanche metrics and the WER matrix.
+
+Scoring is :mod:`cl_ssvdo.data.scoring` (jiwer), the one scorer evaluation and pretraining use.
 
 Rates are percentages (corpus level: ``100 * (S + D + I) / N`` over all utterances of an
 experience; can exceed 100). Hypotheses come from ``strategy.mb_hypotheses``
@@ -12,7 +14,7 @@ experience; can exceed 100). Hypotheses come from ``strategy.mb_hypotheses``
   with each utterance's word errors and reference word count (:func:`utterance_error_counts`),
   so a study can bootstrap over voices and utterances.
 
-Imports avalanche and jiwer; never mlflow or experiments.
+Imports avalanche and ``cl_ssvdo.data``; never mlflow or experiments.
 """
 
 from __future__ import annotations
@@ -21,93 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jiwer
 import numpy as np
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from avalanche.evaluation.metric_utils import get_metric_name, stream_type
 
-__all__ = [
-    "ErrorRatePluginMetric",
-    "MatrixCell",
-    "WERMatrix",
-    "cer",
-    "error_counts",
-    "utterance_error_counts",
-    "wer",
-    "wer_metrics",
-]
+from cl_ssvdo.data.scoring import cer, error_counts, error_rate, utterance_error_counts, wer
 
-
-def _norm(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> tuple[int, int]:
-    """``(S + D + I, N)`` summed over utterances, with jiwer (whitespace-normalised text).
-
-    ``unit`` is ``"word"`` or ``"char"`` (characters include the single spaces between words).
-    """
-    if len(refs) != len(hyps):
-        raise ValueError(f"error_counts: {len(refs)} references but {len(hyps)} hypotheses")
-    if unit not in ("word", "char"):
-        raise ValueError(f"error_counts: unit must be 'word' or 'char', got {unit!r}")
-    if not refs:
-        return 0, 0
-    refs_n, hyps_n = [_norm(r) for r in refs], [_norm(h) for h in hyps]
-    out = (jiwer.process_words if unit == "word" else jiwer.process_characters)(refs_n, hyps_n)
-    edits = out.substitutions + out.deletions + out.insertions
-    return int(edits), int(out.hits + out.substitutions + out.deletions)
-
-
-def utterance_error_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], list[int]]:
-    """Per utterance: word errors ``S + D + I`` and reference word count ``N`` (jiwer's
-    alignment; they sum to :func:`error_counts`).
-
-    >>> utterance_error_counts(["turn on the light", "yes"], ["turn the lights", "yes"])
-    ([2, 0], [4, 1])
-    """
-    if len(refs) != len(hyps):
-        raise ValueError(
-            f"utterance_error_counts: {len(refs)} references but {len(hyps)} hypotheses"
-        )
-    if not refs:
-        return [], []
-    out = jiwer.process_words([_norm(r) for r in refs], [_norm(h) for h in hyps])
-    errors = []
-    for chunks in out.alignments:
-        n = 0
-        for c in chunks:
-            if c.type in ("substitute", "delete"):
-                n += c.ref_end_idx - c.ref_start_idx
-            elif c.type == "insert":
-                n += c.hyp_end_idx - c.hyp_start_idx
-        errors.append(n)
-    words = [len(r) for r in out.references]
-    return errors, words
-
-
-def _rate(edits: int, total: int) -> float:
-    return 100.0 * edits / max(total, 1)
-
-
-def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus word error rate, percent.
-
-    >>> wer(["turn on the light"], ["turn the lights"])
-    50.0
-    """
-    return _rate(*error_counts(refs, hyps, "word"))
-
-
-def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus character error rate, percent.
-
-    >>> cer(["abcd"], ["abxd"])
-    25.0
-    """
-    return _rate(*error_counts(refs, hyps, "char"))
+__all__ = ["ErrorRatePluginMetric", "MatrixCell", "WERMatrix", "wer_metrics"]
 
 
 class ErrorRatePluginMetric(PluginMetric[float]):
@@ -143,7 +67,7 @@ class ErrorRatePluginMetric(PluginMetric[float]):
         self._refs, self._hyps = [], []
 
     def result(self) -> float:
-        return _rate(*error_counts(self._refs, self._hyps, self.unit))
+        return error_rate(*error_counts(self._refs, self._hyps, self.unit))
 
     def before_eval(self, strategy) -> None:
         if self.level == "stream":

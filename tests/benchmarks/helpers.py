@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.manifest import ManifestRow, write_manifest
+from cl_ssvdo.data import ManifestRow, write_manifest
 
 
 def write_tone(

@@ -5,9 +5,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.dataset import SpeechBatch
-from benchmarks.manifest import ManifestError, read_manifest
-from benchmarks.stream import StreamError, StreamInfo, make_benchmark
+from benchmarks.stream import make_benchmark
+from cl_ssvdo.data import ManifestError, SpeechBatch, StreamError, StreamInfo, read_manifest
+
+from .helpers import tiny_manifest
 
 
 def test_stream_layout(tiny_stream):
@@ -106,3 +107,33 @@ def test_cli_validate(tiny_stream, capsys):
     assert main(["validate", str(tiny_stream.root)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 9 and out[0].startswith("adult_train.csv: 48/48 rows kept")
+
+
+def _narrow_stream(root, resample: bool) -> StreamInfo:
+    """One domain whose clips are 8 kHz (a corpus kept at its own rate)."""
+    from benchmarks.stream import write_stream_json
+
+    for split in ("train", "test"):
+        tiny_manifest(root, n=2, name=f"d_{split}.csv", sample_rate=8000)
+    return write_stream_json(root, "narrow", ["d"], ("train", "test"), resample=resample)
+
+
+def test_another_rate_is_an_error_unless_the_stream_resamples(tmp_path):
+    strict = _narrow_stream(tmp_path / "strict", resample=False)
+    assert StreamInfo.load(strict.root).resample is False
+    bench = make_benchmark(strict.root, splits=("test",))
+    with pytest.raises(ManifestError, match=r"row ID 'u0', field 'wav': .*8000 Hz, expected 16000"):
+        bench.test_stream[0].dataset[0]
+    with pytest.raises(ManifestError, match="sample rate 8000 Hz, the stream's is 16000 Hz"):
+        make_benchmark(strict.root, splits=("test",), validate="error")
+
+    loose = _narrow_stream(tmp_path / "loose", resample=True)
+    assert json.loads((loose.root / "stream.json").read_text())["resample"] is True
+    bench = make_benchmark(loose.root, splits=("test",), validate="error")
+    wav, _, utt_id = bench.test_stream[0].dataset[0]
+    assert wav.numel() == 8000 and utt_id == "u0"  # 0.5 s at 8 kHz, resampled to 16 kHz
+    # a preparer merging into the stream keeps the flag
+    from benchmarks.stream import write_stream_json
+
+    merged = write_stream_json(loose.root, "narrow", ["d"], ("train", "test"), merge=True)
+    assert merged.resample and StreamInfo.load(loose.root).resample

@@ -7,8 +7,6 @@ import pytest
 import torch
 import torchaudio.transforms as T
 
-from benchmarks.dataset import ManifestDataset
-from benchmarks.manifest import read_manifest
 from benchmarks.synthetic import (
     EngineMissingError,
     SyntheticConfig,
@@ -19,7 +17,7 @@ from benchmarks.synthetic import (
 )
 from benchmarks.synthetic.grammar import DIGITS, VOCABULARY, sentence
 from benchmarks.synthetic.voices import Voice
-from benchmarks.text import normalize_transcript
+from cl_ssvdo.data import ManifestDataset, normalize_transcript, read_manifest
 
 MINI = {
     "preset": "tiny",

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks.manifest import ManifestError, ManifestRow, write_manifest
 from benchmarks.validate import skipped_ids_path, validate_manifest
+from cl_ssvdo.data import ManifestError, ManifestRow, write_manifest
 
 from .helpers import write_tone
 

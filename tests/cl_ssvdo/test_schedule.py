@@ -279,3 +279,26 @@ def test_inner_outer_share_moves_over_experiences() -> None:
     assert [drifting.settings_for(i)["all"].inner_share for i in range(4)] == [0.25, 0.5, 1.0, 1.0]
     outer = [outer_params(drifting, i) for i in range(4)]
     assert outer[0] > outer[1] > outer[2] == outer[3] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 96), st.integers(1, 96)), min_size=1, max_size=4),
+    p=st.floats(0.0, 1.0),
+    outer=st.integers(0, 40),
+)
+def test_group_setting_resolves_like_a_one_group_schedule(shapes, p: float, outer: int) -> None:
+    """``schedule_setting.resolve_group`` (one group's setting on its layers) is what the
+    schedule resolves to, layer by layer, with the counts of ``cl_ssvdo.budget``."""
+    from cl_ssvdo import schedule_setting
+
+    layers = [(f"l{i}", m, n) for i, (m, n) in enumerate(shapes)]
+    setting = schedule_setting.GroupSetting.parse({"inner_ratio": p, "outer_rank": outer}, "g")
+    direct = schedule_setting.resolve_group(setting, layers, True, "g", "all")
+    assert direct == BudgetSchedule.constant(setting.to_dict()).resolve(0, layers)
+    for r, (_, m, n) in zip(direct, layers, strict=True):
+        assert r.outer_rank == budget.effective_outer_rank(m, n, outer) <= max(m - n, 0)
+        assert r.trainable == budget.ssvdo_params(m, n, p, r.outer_rank)
+    # The schedule module re-exports the setting types: one class, not a copy.
+    assert ScheduleError is schedule_setting.ScheduleError
+    assert GroupSetting is schedule_setting.GroupSetting

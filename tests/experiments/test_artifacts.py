@@ -22,8 +22,9 @@ from experiments.artifacts import (
 from experiments.compare import aggregate_seeds, comparison_frame, frame_to_text, write_comparison
 from experiments.mlflow_logger import MLflowLogger, package_versions, run_params
 from experiments.plots import _sizes, learning_forgetting_scatter, matrix_heatmap
-from experiments.recorder import RunDir, RunRecorder
+from experiments.recorder import RunRecorder
 from experiments.results import format_matrix, step_metrics
+from experiments.run_dir import RunDir
 
 DOMAINS = ["adult", "child", "accent"]
 R = [[9.8, 93.0, 39.1], [8.5, 90.1, 37.0], [37.3, 11.3, 69.0], [15.8, 64.8, 13.4]]

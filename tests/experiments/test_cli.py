@@ -56,12 +56,17 @@ def test_ui_starts_mlflow_on_the_project_store(monkeypatch, tmp_path: Path, caps
 
 
 def test_study_gets_its_own_arguments(monkeypatch) -> None:
-    from experiments import study
+    from experiments.study import cli as study_cli
 
     seen = []
-    monkeypatch.setattr(study, "main", lambda argv: seen.append(argv) or 7)
-    assert main(["study", "--x", "1"]) == 7
-    assert seen == [["--x", "1"]]
+    monkeypatch.setattr(study_cli, "run", lambda args: seen.append(args) or 7)
+    assert main(["study", "--quick", "--set", "seeds=[0]", "--dry-run"]) == 7
+    assert [(a.quick, a.overrides, a.dry_run, a.config) for a in seen] == [
+        (True, ["seeds=[0]"], True, None)
+    ]
+    # an option the study does not have is an error of `cl-ssvdo study`, not passed through
+    with pytest.raises(SystemExit):
+        main(["study", "--x", "1"])
 
 
 def test_data_info_and_evaluate(tiny_stream, pretrained_ci, tmp_path: Path, capsys) -> None:

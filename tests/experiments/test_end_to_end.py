@@ -17,8 +17,8 @@ from experiments.checkpoint import latest_checkpoint
 from experiments.cli import EXIT_TRACKING, main
 from experiments.compare import compare_runs
 from experiments.config import ConfigError
-from experiments.recorder import RunDir
 from experiments.report import report_run_dir
+from experiments.run_dir import RunDir
 from experiments.runner import run_dir_for, run_experiment
 from experiments.sweep import run_sweep, sync_folder
 from experiments.tracking import TrackingUnreachableError
@@ -32,11 +32,21 @@ def _artifact_json(client: MlflowClient, run_id: str, path: str, tmp: Path):
     return json.loads(Path(client.download_artifacts(run_id, path, str(tmp))).read_text())
 
 
-def test_run_writes_everything_to_a_fresh_sqlite_store(tiny_config, store_uri, tmp_path) -> None:
+def test_run_writes_everything_to_a_fresh_sqlite_store(
+    tiny_config, store_uri, tmp_path, monkeypatch
+) -> None:
+    from strategies.adapters.ssvdo import SSVDOPlugin
+
+    built = []
+    init = SSVDOPlugin.__init__
+    monkeypatch.setattr(
+        SSVDOPlugin, "__init__", lambda self, *a, **k: built.append(self) or init(self, *a, **k)
+    )
     cfg = tiny_config(
         "ssvdo", {"strategy.adapter.schedule": {"constant": {"inner_ratio": 0.25, "outer_rank": 4}}}
     )
     result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    assert len(built) == 1  # the plugin that checked the config is the one that trained
     domains = result.domains
     assert domains == ["adult", "child", "accent"] and len(result.wer) == 4
 
@@ -243,6 +253,30 @@ def test_joint_and_single_task_references_give_im_and_fwt(tiny_config, store_uri
     assert logged.metrics["im_mean"] == pytest.approx(expected["im_mean"])
     assert logged.metrics["fwt_mean"] == pytest.approx(expected["fwt_mean"])
     assert logged.params["reference.joint"] == str(joint.run_dir)
+
+
+def test_eval_split_valid_scores_the_valid_utterances_and_never_reads_test(
+    tiny_config, store_uri, tiny_stream
+) -> None:
+    """Learning-rate selection (docs/protocol.md) scores on valid: every matrix row then holds
+    the valid utterances of each domain, and no test utterance is decoded."""
+    from cl_ssvdo.data import read_manifest
+
+    two = {"stream.domains": ["adult", "child"], "stream.eval_split": "valid"}
+    result = run_experiment(tiny_config("naive", two), 0, tracking_uri=store_uri, progress=False)
+    ids = {
+        split: {
+            (d, r.ID)
+            for d in ("adult", "child")
+            for r in read_manifest(tiny_stream.manifest(d, split))
+        }
+        for split in ("valid", "test")
+    }
+    for row in range(3):
+        lines = (result.run_dir / "artifacts" / "hypotheses" / f"row{row}.tsv").read_text()
+        scored = {tuple(line.split("\t")[:2]) for line in lines.splitlines()[1:]}
+        assert scored and scored <= ids["valid"] and not scored & ids["test"]
+    assert len(result.wer) == 3 and all(len(r) == 2 for r in result.wer)
 
 
 def test_schedule_that_fits_no_layer_fails_before_training(tiny_config, store_uri) -> None:

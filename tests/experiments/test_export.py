@@ -11,13 +11,13 @@ import torch
 from speechbrain.inference.ASR import EncoderASR
 from torch import nn
 
-from benchmarks.manifest import read_manifest
 from cl_ssvdo import inject_ssvdo, merge_ssvdo
 from cl_ssvdo.asr import greedy_decode, load_pretrained
+from cl_ssvdo.data import read_manifest
 from experiments.checkpoint import model_state_path
 from experiments.cli import main
 from experiments.export import EXPORT_INFO, export_model, export_run
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 
 
 def _adapted(pretrained_ci: Path):

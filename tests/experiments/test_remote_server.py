@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.compare import compare_runs
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 from experiments.runner import run_experiment
 from experiments.sweep import sync_folder
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.recorder import RunDir, RunRecorder, sync_run_dir
+from experiments.recorder import RunRecorder, sync_run_dir
+from experiments.run_dir import RunDir
 from experiments.tracking import (
     TrackingUnreachableError,
     check_tracking,

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks.dataset import ManifestDataset
-from benchmarks.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
-from benchmarks.text import normalize_transcript
 from benchmarks.validate import validate_manifest
+from cl_ssvdo.data import (
+    ManifestDataset,
+    ManifestError,
+    ManifestRow,
+    normalize_transcript,
+    read_manifest,
+    write_manifest,
+)
 
 
 def _tone(seconds: float, rate: int = 16000, channels: int = 1) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 from experiments.runner import run_dir_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.checkpoint import latest_checkpoint
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 from experiments.runner import run_dir_for, run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]

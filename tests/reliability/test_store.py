@@ -6,8 +6,11 @@ processes on one new SQLite store and on one run folder."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from experiments.cli import main
-from experiments.recorder import RunDir, RunFolderBusyError, RunRecorder, sync_run_dir
+from experiments.recorder import RunRecorder, sync_run_dir
+from experiments.run_dir import RunDir, RunFolderBusyError
 from experiments.tracking import TrackingStoreError, check_tracking
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +61,57 @@ def test_broken_store_is_named_before_any_work(make, tmp_path, capsys) -> None:
     assert not (workdir / "runs").exists()  # nothing started
 
 
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
+@pytest.mark.parametrize(
+    ("db_mode", "folder_mode", "named", "says"),
+    [
+        (0o444, 0o777, "mlflow.db", "Fix: chmod u+rw"),  # the file is read-only
+        (0o444, 0o755, "", "not writable"),  # so is its folder: the folder is named
+        (
+            0o666,
+            0o777,
+            "mlflow.db.lock",
+            "Fix: let every user of the store write it",
+        ),  # another's lock
+    ],
+)
+def test_read_only_store_is_named_before_any_work(
+    db_mode: int, folder_mode: int, named: str, says: str
+) -> None:
+    """A store another user made, used by a user who may not write what it needs: exit 3, the
+    path and the fix, no traceback, nothing started. Root ignores file modes, so under root the
+    run is made as an unprivileged user."""
+    home = Path(tempfile.mkdtemp(prefix="ro-store-"))  # pytest's tmp_path is private to root
+    try:
+        db = home / "mlflow.db"
+        check_tracking(_uri(db))  # a real, migrated store
+        db.chmod(db_mode)
+        if named.endswith(".lock"):  # not writable by the user, whoever runs the suite
+            (home / named).chmod(0o444)
+        home.chmod(folder_mode)
+        prefix = []
+        if os.geteuid() == 0:
+            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        workdir = Path(tempfile.mkdtemp(prefix="ro-work-"))
+        workdir.chmod(0o777)
+        cli = [sys.executable, "-m", "experiments.cli", "--quiet", "run", "naive"]
+        proc = subprocess.run(
+            [*prefix, *cli, "--set", f"workdir={workdir}", "--tracking-uri", _uri(db)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "HOME": str(workdir), "PYTHONPATH": str(ROOT)},
+        )
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert str(home / named) in proc.stderr and "Traceback" not in proc.stderr
+        assert says in proc.stderr
+        assert not (workdir / "runs").exists()
+        shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 _RECORD = textwrap.dedent(
     """
     import sys
@@ -93,7 +148,7 @@ def test_runs_started_at_once_on_a_new_store_all_finish(tmp_path) -> None:
 _HOLD = textwrap.dedent(
     """
     import sys
-    from experiments.recorder import RunDir, RunFolderBusyError
+    from experiments.run_dir import RunDir, RunFolderBusyError
     try:
         with RunDir(sys.argv[1]).lock(wait=False):
             print("got it")

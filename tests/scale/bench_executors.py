@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import load_config
-from experiments.recorder import RunDir
+from experiments.run_dir import RunDir
 from experiments.sweep import run_sweep
 
 TRAIN = {"train.max_steps": 2, "train.epochs": 1, "train.batch_size": 4,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmarks.dataset import collate_speech
+from cl_ssvdo.data import collate_speech
 from strategies.template import CTCTemplate, default_ctc_evaluator
 
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmarks.stream import StreamError, make_benchmark, mark_base_domains
+from benchmarks.stream import make_benchmark, mark_base_domains
 from cl_ssvdo.asr import CharTokenizer
 from cl_ssvdo.asr.whisper.ctc_head import WhisperCTC
 from cl_ssvdo.asr.whisper.model import WhisperBackbone, load_speechbrain_whisper
 from cl_ssvdo.asr.whisper.seq2seq import WhisperSeq2Seq
 from cl_ssvdo.asr.whisper.tiny import save_tiny_whisper
+from cl_ssvdo.data import StreamError
 from strategies.adapters.ssvdo import SSVDOPlugin
 from strategies.metrics.wer import WERMatrix
 from strategies.template import ASRModel, ASRTemplate

@@ -76,3 +76,27 @@ def test_runs_as_a_module_from_the_repository_root() -> None:
         timeout=120,
     )
     assert done.returncode == 0 and "--device" in done.stdout
+
+
+def test_stat_reduces_every_row_by_the_chosen_statistic() -> None:
+    """``--stat min`` reaches every row (the statistic is passed down, not a module global)."""
+    from tools.adapter_bench.shapes import QUICK
+    from tools.adapter_bench.stack import bench_stack
+
+    common = dict(
+        budget_params=None,
+        lora_rank=4,
+        shares=[0.5],
+        default_share=0.5,
+        warmup=0,
+        repeats=3,
+        device=torch.device("cpu"),
+        peer_shares=[],
+        seed=0,
+        log=lambda _: None,
+    )
+    for stat in (min, max):
+        result = bench_stack(QUICK, **common, stat=stat)
+        for row in result["rows"]:
+            assert len(row["step_ms_all"]) == 3
+            assert row["step_ms"] == stat(row["step_ms_all"])

@@ -2,14 +2,21 @@
 
 Every utterance gets a token limit ``ceil(tokens_per_second * duration) + margin`` (capped by
 the decoder's 448 positions), so decoding stops even when the model never emits end of text (a
-reduced audio window or a drifted adapter can make Whisper repeat itself). Special tokens other
-than end of text are suppressed (no timestamps, no language tokens): the model writes text.
+reduced audio window or a drifted adapter can make Whisper repeat itself). A hypothesis whose
+tail becomes a loop (the same block of tokens twice or more in a row, ``min_repeat`` tokens or
+more in all) stops there and keeps one copy of the block (:func:`loop_start`): the cheap,
+deterministic stand-in for the compression-ratio check of Whisper's own decoding. Special
+tokens other than end of text are suppressed (no timestamps, no language tokens): the model
+writes text.
 
 Shapes: ``enc [B, N, d_model]`` encoder states, ``durations [B]`` seconds.
 
->>> import math
 >>> token_limits([0.5, 2.0], tokens_per_second=6.0, margin=8, cap=440)
 [11, 20]
+>>> loop_start([7, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5], min_repeat=10)  # keep [7, 1, 2, 3, 4, 5]
+6
+>>> loop_start([3, 3, 6, 5, 9, 3], min_repeat=10) is None
+True
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["beam_decode", "greedy_decode", "token_limits"]
+__all__ = ["MIN_REPEAT", "beam_decode", "greedy_decode", "loop_start", "token_limits"]
+
+#: Default loop length in tokens: a 5-token sentence said twice ("Turn on the lights. Turn on
+#: the lights.") is a loop; a digit pair said twice with commas ("1, 2, 1, 2,": 8 tokens) is not.
+MIN_REPEAT = 10
 
 
 def token_limits(
@@ -28,6 +39,27 @@ def token_limits(
 ) -> list[int]:
     """Per-utterance maximum number of generated tokens (end of text included)."""
     return [min(cap, math.ceil(tokens_per_second * float(d)) + margin) for d in durations]
+
+
+def loop_start(tokens: Sequence[int], min_repeat: int = MIN_REPEAT) -> int | None:
+    """Where the loop at the end of ``tokens`` starts repeating, or None.
+
+    The tail of ``tokens`` is a loop when it is ``k >= 2`` consecutive copies of a block of
+    ``L`` tokens with ``k * L >= min_repeat``; the returned length keeps everything before the
+    loop and one copy of the block. ``min_repeat <= 0`` disables the check.
+    """
+    n = len(tokens)
+    if min_repeat <= 0 or n < max(2, min_repeat):
+        return None
+    for block in range(1, n // 2 + 1):
+        copies = 1
+        while (copies + 1) * block <= n and list(
+            tokens[n - (copies + 1) * block : n - copies * block]
+        ) == list(tokens[n - block :]):
+            copies += 1
+        if copies >= 2 and copies * block >= min_repeat:
+            return n - (copies - 1) * block
+    return None
 
 
 def _logits(decoder: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -47,8 +79,10 @@ def greedy_decode(
     prefix: Sequence[int],
     eot: int,
     limits: Sequence[int],
+    min_repeat: int = MIN_REPEAT,
 ) -> list[list[int]]:
-    """Batched greedy search with the decoder's KV cache; returns the text tokens (no eot)."""
+    """Batched greedy search with the decoder's KV cache; returns the text tokens (no eot),
+    a looping hypothesis cut by :func:`loop_start`."""
     batch = enc.shape[0]
     device = enc.device
     ids = torch.tensor([list(prefix)] * batch, device=device)
@@ -57,6 +91,8 @@ def greedy_decode(
     out = torch.full((batch, max(limits, default=0)), eot, dtype=torch.long, device=device)
     cache = None
     step_input = ids
+    kept: list[int | None] = [None] * batch  # length kept when a loop stopped it
+    texts: list[list[int]] = [[] for _ in range(batch)]
     for step in range(int(max(limits, default=0))):
         res = decoder(input_ids=step_input, encoder_hidden_states=enc, cache=cache, use_cache=True)
         cache = res.cache  # transformers 5: the decoder's KV cache is ``cache``
@@ -65,10 +101,23 @@ def greedy_decode(
         token = torch.where(finished | (step >= limit), torch.full_like(token, eot), token)
         out[:, step] = token
         finished |= token == eot
+        if min_repeat > 0:
+            for b, (t, done) in enumerate(zip(token.tolist(), finished.tolist(), strict=True)):
+                if done:
+                    continue
+                texts[b].append(t)
+                cut = loop_start(texts[b], min_repeat)
+                if cut is not None:
+                    kept[b] = cut
+                    finished[b] = True
         if bool(finished.all()):
             break
         step_input = token[:, None]
-    return [[int(t) for t in row if t != eot] for row in _cut_at_eot(out, eot)]
+    rows = _cut_at_eot(out, eot)
+    return [
+        [int(t) for t in (row if cut is None else row[:cut]) if t != eot]
+        for row, cut in zip(rows, kept, strict=True)
+    ]
 
 
 def _cut_at_eot(out: torch.Tensor, eot: int) -> list[list[int]]:
@@ -86,9 +135,11 @@ def beam_decode(
     eot: int,
     limits: Sequence[int],
     beam_size: int = 4,
+    min_repeat: int = MIN_REPEAT,
 ) -> list[list[int]]:
     """Beam search per utterance (beams batched, no KV cache); length-normalised log-probability
-    (sum / tokens) picks among finished hypotheses; unfinished ones count at the limit."""
+    (sum / tokens) picks among finished hypotheses; unfinished ones count at the limit; a beam
+    that loops (:func:`loop_start`) finishes with one copy of its loop."""
     results = []
     for b in range(enc.shape[0]):
         mem = enc[b : b + 1]
@@ -108,8 +159,11 @@ def beam_decode(
             for value, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 src, token = divmod(index, logp.shape[1])
                 seq = beams[src][0] + [token]
+                cut = None if token == eot else loop_start(seq, min_repeat)
                 if token == eot:
                     done.append((seq[:-1], value / len(seq)))
+                elif cut is not None:
+                    done.append((seq[:cut], value / len(seq)))
                 else:
                     candidates.append((seq, value))
                 if len(candidates) == beam_size:

@@ -9,7 +9,10 @@ An exported folder (what :func:`write_export_folder` writes) holds::
 
 and loads offline with ``WhisperForConditionalGeneration.from_pretrained(DIR)``,
 ``WhisperProcessor.from_pretrained(DIR)`` and
-``speechbrain.inference.ASR.WhisperASR.from_hparams(source=DIR, savedir=DIR)``.
+``speechbrain.inference.ASR.WhisperASR.from_hparams(source=DIR, savedir=DIR,
+overrides={"whisper_source": DIR})`` (or :func:`load_whisper_asr`). ``hyperparams.yaml`` stores
+no path: its ``whisper_source`` is a HyperPyYAML ``!PLACEHOLDER`` filled at load, so the folder
+can be moved or copied to another machine.
 
 The tokenizer of a CTranslate2 folder is rebuilt from its ``tokenizer.json`` (byte-level BPE
 vocab + merges + special tokens) and ``vocabulary.txt`` or ``vocabulary.json`` (one token per
@@ -36,6 +39,9 @@ __all__ = [
     "WhisperFileMissingError",
     "WhisperImportError",
     "HPARAMS_FILE",
+    "SOURCE_KEY",
+    "load_whisper_asr",
+    "speechbrain_overrides",
     "build_ct2_tokenizer",
     "check_hf_tokenizer",
     "kind_of_folder",
@@ -48,6 +54,8 @@ __all__ = [
 ]
 
 HPARAMS_FILE = "hyperparams.yaml"
+#: The ``hyperparams.yaml`` key that names the folder itself (a placeholder, filled at load).
+SOURCE_KEY = "whisper_source"
 
 
 class WhisperImportError(ValueError):
@@ -73,10 +81,12 @@ HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index
 _HPARAMS = """\
 # SpeechBrain WhisperASR folder exported by cl_ssvdo.asr.whisper (cl-ssvdo models export).
 # Load offline (HF_HUB_OFFLINE=1) with:
-#   WhisperASR.from_hparams(source=<this folder>, savedir=<this folder>)
-# After moving the folder pass overrides={{"whisper_source": <new folder>}} or export again.
+#   WhisperASR.from_hparams(source=<this folder>, savedir=<this folder>,
+#                           overrides={{"whisper_source": <this folder>}})
+# or cl_ssvdo.asr.whisper.hf_folder.load_whisper_asr(<this folder>). No path is stored here,
+# so the folder can be moved: whisper_source is filled in when the folder is loaded.
 
-whisper_source: {source}
+whisper_source: !PLACEHOLDER      # this folder, given at load
 sample_rate: 16000
 language: {language}
 
@@ -242,13 +252,49 @@ def check_hf_tokenizer(tokenizer: Any, config: Any, folder: Path) -> None:
 
 
 def write_speechbrain_hparams(out_dir: Path, language: str = "en") -> Path:
-    """Write ``hyperparams.yaml`` for ``WhisperASR.from_hparams(source=out_dir)``."""
-    out_dir = Path(out_dir).resolve()
-    path = out_dir / HPARAMS_FILE
-    path.write_text(
-        _HPARAMS.format(source=json.dumps(str(out_dir)), language=language), encoding="utf-8"
-    )
+    """Write ``hyperparams.yaml`` for ``WhisperASR.from_hparams`` (no path stored in it)."""
+    path = Path(out_dir) / HPARAMS_FILE
+    path.write_text(_HPARAMS.format(language=language), encoding="utf-8")
     return path
+
+
+def speechbrain_overrides(folder: str | Path) -> dict[str, str]:
+    """HyperPyYAML overrides that load ``folder``'s ``hyperparams.yaml`` from where it is now.
+
+    ``{"whisper_source": <absolute folder>}`` when the file has the ``whisper_source`` key (our
+    exports), else ``{}`` (any other SpeechBrain folder).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = write_speechbrain_hparams(folder)
+    >>> speechbrain_overrides(folder) == {"whisper_source": str(folder.absolute())}
+    True
+    >>> speechbrain_overrides(tempfile.mkdtemp())
+    {}
+    """
+    path = Path(folder) / HPARAMS_FILE
+    if not path.is_file():
+        return {}
+    keys = {line.split(":", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()}
+    return {SOURCE_KEY: str(Path(folder).absolute())} if SOURCE_KEY in keys else {}
+
+
+def load_whisper_asr(folder: str | Path, **kwargs: Any):
+    """``speechbrain.inference.ASR.WhisperASR`` of an exported folder, offline, wherever it lies.
+
+    ``kwargs`` go to ``from_hparams`` (``run_opts``, ``freeze_params``, ...).
+    """
+    import os
+
+    from speechbrain.inference.ASR import WhisperASR
+    from speechbrain.utils.fetching import FetchConfig
+
+    path = Path(folder).absolute()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
+    return WhisperASR.from_hparams(
+        source=str(path), savedir=str(path), overrides=speechbrain_overrides(path), **kwargs
+    )
 
 
 def hf_config_for(dims: Any, tokenizer: Any, ct2_config: dict[str, Any]) -> tuple[Any, Any]:

@@ -1,6 +1,6 @@
 """English text normalisation for scoring Whisper output against the stream's transcripts.
 
-The stream's references are already normalised (``benchmarks.text.normalize_transcript``:
+The stream's references are already normalised (``cl_ssvdo.data.normalize_transcript``:
 lower-case ``a-z``, apostrophes, single spaces, numbers spelled out). Whisper writes cased,
 punctuated text with digits ("It's 25 past 3."). :func:`normalize_text` maps both onto the same
 form: numbers (integers, thousands separators, decimals, ordinals, ``%``) become English words,
@@ -43,7 +43,7 @@ _ORDINAL_WORDS = {
     "nine": "ninth",
     "twelve": "twelfth",
 }
-# The character rules of ``benchmarks.text.normalize_transcript`` (kept equal by a test).
+# The character rules of ``cl_ssvdo.data.normalize_transcript`` (kept equal by a test).
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 _SPECIAL_LETTERS = str.maketrans(
     {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i"}

@@ -7,7 +7,7 @@ The model follows the ``ASRModel`` protocol of ``strategies.template``:
 - ``loss(output, words) -> scalar``: the decoder, teacher-forced on
   ``<|startoftranscript|><|notimestamps|> text <|endoftext|>`` (``.en`` models; multilingual ones
   get the tokenizer's language/task prefix), mean cross-entropy over text tokens and eot,
-- ``transcribe(output) -> list[str]``: greedy or beam decoding bounded by the audio duration
+- ``transcribe(output) -> list[str]``: greedy or beam decoding bounded by the audio duration, loops cut
   (``cl_ssvdo.asr.whisper.decode``), normalised by
   :func:`cl_ssvdo.asr.whisper.normalize.normalize_text` (numbers spelled out, as the references).
 
@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .decode import beam_decode, greedy_decode, token_limits
+from .decode import MIN_REPEAT, beam_decode, greedy_decode, token_limits
 from .model import WhisperBackbone
 from .normalize import normalize_hypothesis, normalize_text
 
@@ -54,6 +54,9 @@ class WhisperSeq2Seq(nn.Module):
         1 = greedy (KV cache, batched), > 1 = beam search.
     tokens_per_second, token_margin : float, int
         Decoding limit per utterance: ``ceil(tokens_per_second * seconds) + token_margin``.
+    min_repeat : int
+        A hypothesis ending in a loop of at least this many tokens stops and keeps one copy
+        (``cl_ssvdo.asr.whisper.decode.loop_start``); 0 disables the check.
     """
 
     kind = "whisper"
@@ -64,6 +67,7 @@ class WhisperSeq2Seq(nn.Module):
         beam_size: int = 1,
         tokens_per_second: float = 6.0,
         token_margin: int = 8,
+        min_repeat: int = MIN_REPEAT,
     ) -> None:
         super().__init__()
         if backbone.hf.decoder is None:
@@ -74,6 +78,7 @@ class WhisperSeq2Seq(nn.Module):
         self.beam_size = int(beam_size)
         self.tokens_per_second = float(tokens_per_second)
         self.token_margin = int(token_margin)
+        self.min_repeat = int(min_repeat)
         tok = backbone.whisper.tokenizer
         self.tokenizer = tok
         self.eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
@@ -145,8 +150,12 @@ class WhisperSeq2Seq(nn.Module):
         """Text token ids per utterance (greedy or beam, bounded by the duration)."""
         limits = self.limits(output.durations)
         if self.beam_size == 1:
-            return greedy_decode(self.decoder, output.enc, self.prefix, self.eot, limits)
-        return beam_decode(self.decoder, output.enc, self.prefix, self.eot, limits, self.beam_size)
+            return greedy_decode(
+                self.decoder, output.enc, self.prefix, self.eot, limits, self.min_repeat
+            )
+        return beam_decode(
+            self.decoder, output.enc, self.prefix, self.eot, limits, self.beam_size, self.min_repeat
+        )
 
     def transcribe(
         self, output: WhisperOutput, references: Sequence[str] | None = None

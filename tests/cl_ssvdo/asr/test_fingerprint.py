@@ -193,7 +193,8 @@ def _runs(shas, seeds, streams=None):
 
 
 def test_results_page_groups_by_base_and_flags_mixed_ones() -> None:
-    from experiments.results_doc import _base_table, mixed_bases
+    from experiments.study.page_tables import base_table as _base_table
+    from experiments.study.page_tables import mixed_bases
 
     a, b = "a" * 64, "b" * 64
     assert mixed_bases(_runs([a, a], [0, 0])) == []
@@ -215,7 +216,7 @@ def test_a_study_refuses_a_base_that_changed(tiny_stream, tmp_path) -> None:
     from types import SimpleNamespace
 
     from experiments.config import load_config
-    from experiments.recorder import RunDir
+    from experiments.run_dir import RunDir
     from experiments.study import check_bases
 
     tok = CharTokenizer()
@@ -252,7 +253,7 @@ def test_demo_prints_the_base_fingerprints(tmp_path) -> None:
     from types import SimpleNamespace
 
     from experiments.demo import base_lines
-    from experiments.recorder import RunDir
+    from experiments.run_dir import RunDir
 
     runs = []
     for name in ("ssvdo", "lora"):

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cl_ssvdo.asr.data import pad_batch
 from cl_ssvdo.asr.model import CTCASR, ConvSubsampling, build_asr, count_parameters
 from cl_ssvdo.asr.presets import PRESETS, ASRConfig, resolve_preset
+from cl_ssvdo.data import collate_speech
 
 V = 29
 
@@ -95,7 +95,7 @@ def test_outputs_do_not_depend_on_the_batch(eval_models, lengths: list[int], arc
     model = eval_models[arch]
     gen = torch.Generator().manual_seed(sum(lengths))
     wavs = [0.1 * torch.randn(n, generator=gen) for n in lengths]
-    batch, rel, _, _ = pad_batch([(w, "", str(i)) for i, w in enumerate(wavs)])
+    batch, rel, _, _ = collate_speech([(w, "", str(i)) for i, w in enumerate(wavs)])
     with torch.no_grad():
         log_probs, out_lens = model(batch, rel)
         for i, w in enumerate(wavs):

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cl_ssvdo.asr import CharTokenizer, build_asr, pretrain
-from cl_ssvdo.asr.pretrain import warmup_cosine
+from cl_ssvdo.asr.train_state import warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[3]
 NO_DROPOUT = {"base": "ci", "dropout": 0.0}
@@ -40,7 +40,7 @@ def test_warmup_cosine_shape(warmup: int, extra: int, floor: float) -> None:
 @pytest.fixture(scope="module")
 def adult_items(tiny_stream) -> list:
     """The first 16 adult training utterances as an in-memory item list."""
-    from benchmarks.dataset import ManifestDataset
+    from cl_ssvdo.data import ManifestDataset
 
     ds = ManifestDataset(
         tiny_stream.manifest(tiny_stream.domains[0], "train"), root=tiny_stream.root
@@ -151,13 +151,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_stream, tmp_path, one_
 
     tok = CharTokenizer()
     torch.manual_seed(123)
-    from cl_ssvdo.asr.data import ManifestSpeech
+    from cl_ssvdo.data import ManifestDataset
 
     result = pretrain(
         build_asr("ci", tok.vocab_size),
         tok,
-        ManifestSpeech(train),
-        ManifestSpeech(valid),
+        ManifestDataset(train),
+        ManifestDataset(valid),
         out_dir=out,
         max_steps=last + 2,
         schedule_steps=10000,
@@ -195,9 +195,9 @@ def test_accepts_ready_batches(adult_items, tmp_path, one_thread) -> None:
     """A DataLoader yielding (wavs, wav_lens, words, ids) works for training and validation."""
     from torch.utils.data import DataLoader
 
-    from cl_ssvdo.asr.data import pad_batch
+    from cl_ssvdo.data import collate_speech
 
-    loader = DataLoader(adult_items[:4], batch_size=2, collate_fn=pad_batch)
+    loader = DataLoader(adult_items[:4], batch_size=2, collate_fn=collate_speech)
     result = pretrain(
         _fresh(0),
         CharTokenizer(),

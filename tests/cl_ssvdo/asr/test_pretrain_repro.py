@@ -14,7 +14,8 @@ import torch
 
 from cl_ssvdo.asr import CharTokenizer, pretrain
 from cl_ssvdo.asr.fingerprint import read_fingerprint, weights_sha256
-from cl_ssvdo.asr.pretrain import build_seeded_asr, deterministic_algorithms
+from cl_ssvdo.asr.pretrain import build_seeded_asr
+from cl_ssvdo.asr.reproducibility import deterministic_algorithms
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -89,7 +90,7 @@ def test_initial_weights_are_a_function_of_the_seed() -> None:
 def test_resume_is_bit_identical_with_dropout(tiny_stream, tmp_path, one_thread) -> None:
     """Dropout on: a run stopped at step 3 and resumed to step 6 (a new process would start a
     new DataLoader mid-epoch) has the same weights as one that ran 6 steps straight."""
-    from benchmarks.dataset import ManifestDataset
+    from cl_ssvdo.data import ManifestDataset
 
     ds = ManifestDataset(tiny_stream.manifest("adult", "train"), root=tiny_stream.root)
     items = [ds[i] for i in range(8)]

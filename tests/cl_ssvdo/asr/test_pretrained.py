@@ -54,7 +54,7 @@ def test_encoder_asr_transcribes_a_generated_clip(pretrained_ci: Path, tmp_path:
 
 
 def test_encoder_asr_recognises_training_audio(pretrained_ci: Path, tiny_stream) -> None:
-    from benchmarks.manifest import read_manifest
+    from cl_ssvdo.data import read_manifest
 
     rows = read_manifest(tiny_stream.manifest("adult", "train"))[:6]
     asr = EncoderASR.from_hparams(source=str(pretrained_ci), savedir=str(pretrained_ci))

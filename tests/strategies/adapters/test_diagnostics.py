@@ -9,7 +9,7 @@ from avalanche.core import SupervisedPlugin
 
 from cl_ssvdo.ssvdo import SSVDOLinear
 from cl_ssvdo.ssvdo.diagnostics import choose_subspace, weight_change
-from strategies.adapters.peft import FullFTPlugin, LoRAPlugin
+from strategies.adapters.peft import BaselinePlugin
 from strategies.adapters.ssvdo import SSVDOPlugin
 from tests.strategies.plugin_support import (
     make_strategy,
@@ -104,13 +104,13 @@ def test_ssvdo_records_what_moved_and_the_scheduled_subspace(
     assert values["ssvdo/weight_change/exp001"][1] == [plugin.records[1].weight_change]
 
 
-@pytest.mark.parametrize("plugin_class", [LoRAPlugin, FullFTPlugin])
+@pytest.mark.parametrize("method", ["lora", "full"])
 def test_baselines_record_the_same_weight_change(
-    plugin_class, tiny_stream, ci_model, char_tokenizer
+    method, tiny_stream, ci_model, char_tokenizer
 ) -> None:
     bench = small_benchmark(tiny_stream)
-    kwargs = {"rank": 2} if plugin_class is LoRAPlugin else {}
-    plugin = plugin_class(targets=FFN, **kwargs)
+    kwargs = {"rank": 2} if method == "lora" else {}
+    plugin = BaselinePlugin(method, targets=FFN, **kwargs)
     strategy = make_strategy(ci_model, char_tokenizer, [plugin], lr=5e-3)
     before = state_copy(ci_model)
     strategy.train(bench.train_stream[0])

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from benchmarks.dataset import collate_speech
 from cl_ssvdo.baselines import apply_adapter
+from cl_ssvdo.data import collate_speech
 from cl_ssvdo.schedule import BudgetSchedule
 from cl_ssvdo.ssvdo import SSVDOLinear, inject_ssvdo, merge_ssvdo
-from strategies.adapters.peft import DoRAPlugin, FullFTPlugin, LoRAPlugin, PiSSAPlugin, SSVDPlugin
-from strategies.adapters.ssvdo import SSVDOPlugin
+from strategies.adapters.peft import BaselinePlugin, FullFTPlugin
+from strategies.adapters.ssvdo import SSVDOPlugin, SSVDPlugin
 from strategies.cl import (
     CTCAGEMPlugin,
     CTCReplayPlugin,
@@ -229,10 +229,10 @@ def test_weight_averaging_maths() -> None:
 @pytest.mark.parametrize(
     ("plugins", "reason"),
     [
-        (lambda: [ssvdo(), LoRAPlugin(rank=2)], "several adapter plugins"),
+        (lambda: [ssvdo(), BaselinePlugin("lora", rank=2)], "several adapter plugins"),
         (lambda: [ssvdo(), SynapticIntelligencePlugin(0.1)], "SI accumulates importance"),
         (
-            lambda: [LoRAPlugin(rank=2), SynapticIntelligencePlugin(0.1)],
+            lambda: [BaselinePlugin("lora", rank=2), SynapticIntelligencePlugin(0.1)],
             "SI accumulates importance",
         ),
         (
@@ -421,9 +421,12 @@ ZERO_LR = {
     "ssvdo+wa": lambda: [ssvdo(), WeightAveragingPlugin("running")],
     "si": lambda: [SynapticIntelligencePlugin(0.1)],
     "ewc": lambda: [EWCPlugin(1e4, max_batches=1)],
-    "lora+ewc": lambda: [LoRAPlugin(targets=FFN, rank=2), EWCPlugin(1e4, max_batches=1)],
-    "dora": lambda: [DoRAPlugin(targets=FFN, rank=2)],
-    "pissa": lambda: [PiSSAPlugin(targets=FFN, rank=2)],
+    "lora+ewc": lambda: [
+        BaselinePlugin("lora", targets=FFN, rank=2),
+        EWCPlugin(1e4, max_batches=1),
+    ],
+    "dora": lambda: [BaselinePlugin("dora", targets=FFN, rank=2)],
+    "pissa": lambda: [BaselinePlugin("pissa", targets=FFN, rank=2)],
     "ssvd": lambda: [SSVDPlugin(0.25, targets=FFN)],
     "full+si": lambda: [FullFTPlugin(targets=FFN), SIPlugin(0.1)],
     "si(avalanche)+full": lambda: [SynapticIntelligencePlugin(0.1), FullFTPlugin(targets=FFN)],

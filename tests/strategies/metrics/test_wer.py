@@ -9,14 +9,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from cl_ssvdo.asr.evaluate import transcribe
-from strategies.metrics.wer import (
-    ErrorRatePluginMetric,
-    WERMatrix,
-    cer,
-    error_counts,
-    wer,
-    wer_metrics,
-)
+from cl_ssvdo.data.scoring import cer, error_counts, wer
+from strategies.metrics.wer import ErrorRatePluginMetric, WERMatrix, wer_metrics
 from strategies.template import CTCTemplate
 
 

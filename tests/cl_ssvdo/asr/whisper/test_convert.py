@@ -127,7 +127,9 @@ def test_exported_folder_loads_in_speechbrain_whisper_asr(tiny, tmp_path, monkey
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = export_model(tiny["ct2_f16"], tmp_path / "export")
-    asr = WhisperASR.from_hparams(source=str(out), savedir=str(out))
+    asr = WhisperASR.from_hparams(
+        source=str(out), savedir=str(out), overrides={"whisper_source": str(out)}
+    )
     sb = asr.mods.whisper.model.state_dict()
     ref = _hf_state(tiny["hf"])
     for k, v in sb.items():

@@ -10,7 +10,6 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.text import normalize_transcript
 from cl_ssvdo.asr.whisper.decode import token_limits
 from cl_ssvdo.asr.whisper.normalize import (
     normalize_hypothesis,
@@ -18,6 +17,7 @@ from cl_ssvdo.asr.whisper.normalize import (
     number_to_words,
     ordinal_to_words,
 )
+from cl_ssvdo.data import normalize_transcript
 
 # Text without numbers, "%" or "&" (which the Whisper normaliser spells out on purpose).
 _TEXT = st.text(max_size=60).filter(

@@ -34,7 +34,9 @@ def test_tiny_en_export_transcribes_an_adult_clip(tmp_path, monkeypatch):
 
     out = tmp_path / "whisper-tiny.en"
     assert main(["models", "export", "whisper-tiny.en", str(out)]) == 0
-    asr = WhisperASR.from_hparams(source=str(out), savedir=str(out))
+    asr = WhisperASR.from_hparams(
+        source=str(out), savedir=str(out), overrides={"whisper_source": str(out)}
+    )
     segments = asr.transcribe_file(str(wav))
     hyp = " ".join(s.words for s in segments)
     wer = jiwer.wer(_norm(TEXT), _norm(hyp))

@@ -1,0 +1,218 @@
+"""Claims v2 on synthetic per-utterance tables with known answers (experiments.study.claims_v2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from experiments.study.claims_v2 import (
+    NOT_TESTED,
+    claim4_qualifies,
+    claim_inner_share,
+    claim_new_domain,
+    claim_scale,
+    claim_tradeoff,
+    claims_table,
+    evaluate_claims,
+)
+from experiments.study.collect import DOMAINS
+from experiments.study.differences import (
+    forgetting_difference,
+    new_domain_difference,
+    run_matrices,
+    seed_difference,
+    seed_figures,
+)
+from experiments.study.synthetic import synthetic_frame
+
+N_BOOT = 500
+SHARES = {"p25": 0.25, "p75": 0.75}
+
+
+def test_planted_effect_is_confirmed_and_zero_effect_is_inconclusive() -> None:
+    planted = synthetic_frame({"ssvdo": 0.10, "lora": 0.30, "dora": 0.25}, seed=0)
+    c = claim_new_domain(planted, DOMAINS, "ssvdo", ["lora", "dora"], n_boot=N_BOOT)
+    assert c.verdict == "confirmed"
+    assert [t.outcome for t in c.tests] == ["for", "for"]
+    lora = c.tests[0].result
+    assert lora.ci_low < lora.effect < lora.ci_high < 0
+    assert -25 < lora.effect < -15  # planted: 10 % vs 30 %
+    assert all(t.p_adjusted >= t.result.p_value for t in c.tests)  # Holm never lowers p
+
+    zero = synthetic_frame({"ssvdo": 0.20, "lora": 0.20}, seed=1)
+    c = claim_new_domain(zero, DOMAINS, "ssvdo", ["lora"], n_boot=N_BOOT)
+    assert c.verdict == "inconclusive"
+    r = c.tests[0].result
+    assert r.ci_low < 0 < r.ci_high and c.tests[0].outcome == "unclear"
+
+
+def test_effect_of_the_wrong_sign_refutes() -> None:
+    frame = synthetic_frame({"ssvdo": 0.35, "lora": 0.10}, seed=2)
+    assert claim_new_domain(frame, DOMAINS, "ssvdo", ["lora"], n_boot=N_BOOT).verdict == "refuted"
+
+
+def test_one_unclear_comparison_keeps_the_claim_inconclusive() -> None:
+    frame = synthetic_frame({"ssvdo": 0.10, "lora": 0.30, "pissa": 0.10}, seed=3)
+    c = claim_new_domain(frame, DOMAINS, "ssvdo", ["lora", "pissa"], n_boot=N_BOOT)
+    assert [t.outcome for t in c.tests] == ["for", "unclear"] and c.verdict == "inconclusive"
+
+
+def test_gap_to_full_fine_tuning_is_reported_not_tested() -> None:
+    frame = synthetic_frame({"ssvdo": 0.20, "lora": 0.30, "full_adapted": 0.10}, seed=4)
+    c = claim_new_domain(frame, DOMAINS, "ssvdo", ["lora"], full=["full_adapted"], n_boot=N_BOOT)
+    assert len(c.tests) == 1
+    gaps = dict(c.reported)
+    assert set(gaps) == {
+        "gap ssvdo - full_adapted (budget None, base 0)",
+        "gap lora - full_adapted (budget None, base 0)",
+    }
+    assert gaps["gap ssvdo - full_adapted (budget None, base 0)"].effect == pytest.approx(10, abs=3)
+    assert gaps["gap lora - full_adapted (budget None, base 0)"].effect == pytest.approx(20, abs=3)
+
+
+def test_claim2_inner_share_planted_and_null() -> None:
+    planted = synthetic_frame({"p25": 0.30, "p75": 0.10}, shares=SHARES, seed=5)
+    c = claim_inner_share(planted, DOMAINS, "ssvdo", [0.25, 0.75], [100], n_boot=N_BOOT)
+    assert c.verdict == "confirmed" and c.tests[0].result.effect < -15
+    null = synthetic_frame({"p25": 0.20, "p75": 0.20}, shares=SHARES, seed=6)
+    c = claim_inner_share(null, DOMAINS, "ssvdo", [0.25, 0.75], [100], n_boot=N_BOOT)
+    assert c.verdict == "inconclusive"
+
+
+def test_claim3_less_forgetting_and_non_inferior_learning_is_confirmed() -> None:
+    frame = synthetic_frame(
+        {"p25": 0.05, "p75": 0.05},
+        shares=SHARES,
+        forget={"p75": 0.20},
+        voices=8,
+        utterances=30,
+        seed=7,
+    )
+    c = claim_tradeoff(frame, DOMAINS, "ssvdo", [0.25, 0.75], [100], n_boot=N_BOOT)
+    forgetting, learning = c.tests
+    assert forgetting.outcome == "for" and forgetting.result.effect == pytest.approx(-20, abs=3)
+    # learning equal: the shifted difference sits near -1 point, its CI below 0
+    assert learning.result.effect == pytest.approx(-1.0, abs=0.6) and learning.result.ci_high < 0
+    assert c.verdict == "confirmed"
+
+
+def test_claim3_without_a_forgetting_difference_is_inconclusive() -> None:
+    frame = synthetic_frame({"p25": 0.2, "p75": 0.2}, shares=SHARES, forget={"p25": 0.1,
+                            "p75": 0.1}, seed=8)  # fmt: skip
+    c = claim_tradeoff(frame, DOMAINS, "ssvdo", [0.25, 0.75], [100], n_boot=N_BOOT)
+    assert c.verdict == "inconclusive" and c.tests[0].outcome == "unclear"
+
+
+def test_forgetting_counts_the_base_domain_against_row_zero() -> None:
+    """Only the adult column forgets (row 0 -> final): the difference is the adult loss
+    weighted by adult's share of the earlier-domain words."""
+    frame = synthetic_frame({"a": 0.1, "b": 0.1}, seed=9, utterances=5)
+    final = len(DOMAINS)
+    hit = (frame["arm"] == "a") & (frame["row"] == final) & (frame["domain"] == "adult")
+    frame.loc[hit, "errors"] = frame.loc[hit, "words"]  # every adult word wrong at the end
+    r = forgetting_difference(frame, DOMAINS, {"arm": "a"}, {"arm": "b"}, n_boot=200)
+    assert r.effect == pytest.approx(
+        _forgetting_points(frame, "a") - _forgetting_points(frame, "b")
+    )
+    # adult: ~10 % -> 100 %, child unchanged; equal words, so about (90 + 0) / 2 points
+    assert r.effect == pytest.approx(45, abs=6) and r.ci_low > 0  # voices drawn across domains
+
+
+def _forgetting_points(frame: pd.DataFrame, arm: str) -> float:
+    """Direct: mean over seeds of pooled (final - learned) errors on earlier domains / words."""
+    n = len(DOMAINS)
+    runs = frame[frame["arm"] == arm]
+    total, words = 0.0, 0.0
+    for k, domain in enumerate(DOMAINS[:-1]):
+        learned = 0 if k == 0 else k + 1
+        fin = runs[(runs["row"] == n) & (runs["domain"] == domain)]
+        ref = runs[(runs["row"] == learned) & (runs["domain"] == domain)]
+        seeds = fin["seed"].nunique()
+        total += (fin["errors"].sum() - ref["errors"].sum()) / seeds
+        words += fin["words"].sum() / seeds
+    return 100.0 * total / words
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 0.6), st.floats(0.0, 0.6))
+def test_new_domain_effect_is_the_pooled_wer_difference(seed: int, pa: float, pb: float) -> None:
+    frame = synthetic_frame({"a": pa, "b": pb}, seeds=(0, 1), voices=2, utterances=3, seed=seed)
+    r = new_domain_difference(frame, DOMAINS, {"arm": "a"}, {"arm": "b"}, n_boot=50)
+    cells = pd.DataFrame([(k + 1, DOMAINS[k]) for k in range(1, len(DOMAINS))],
+                         columns=["row", "domain"])  # fmt: skip
+    part = frame.merge(cells, on=["row", "domain"])
+    wer = {arm: 100.0 * g["errors"].sum() / g["words"].sum() for arm, g in part.groupby("arm")}
+    assert r.effect == pytest.approx(wer["a"] - wer["b"])
+    assert r.ci_low <= r.ci_high
+
+
+def test_claim4_is_not_tested_without_qualifying_bases() -> None:
+    frame = synthetic_frame({"ssvdo": 0.2, "ssvd": 0.2}, seed=10)
+    bases = [
+        {"family": "conformer", "size": 2.0e6, "adult_wer": 29.6, "budget_fraction": 0.0176},
+        {"family": "conformer", "size": 8.0e6, "adult_wer": 57.7, "budget_fraction": 0.0066},
+        {"family": "whisper", "size": 37.8e6, "adult_wer": 10.0, "budget_fraction": 0.01},
+    ]
+    c = claim_scale(frame, DOMAINS, bases)
+    assert c.verdict == NOT_TESTED and not c.tests
+    assert "conformer: 2 size(s), 3 needed" in c.reason and "whisper: 1 size(s)" in c.reason
+    ok, why = claim4_qualifies([{**b, "size": s} for b, s in zip(bases[:1] * 3, (1, 2, 3),
+                                                                  strict=True)])  # fmt: skip
+    assert ok, why
+    far = [{**bases[0], "size": s, "adult_wer": w} for s, w in ((1, 20), (2, 30), (3, 31))]
+    assert claim4_qualifies(far) == (False, "conformer: adult WER 20.0-31.0, not within 5 points")
+
+
+def test_claim4_planted_growth_is_confirmed_between_qualifying_bases() -> None:
+    parts = []
+    for base, ssvd_rate in ((0, 0.20), (1, 0.30), (2, 0.40)):
+        f = synthetic_frame({"ssvdo": 0.20, "ssvd": ssvd_rate}, seed=11 + base)
+        parts.append(f.assign(base=base))
+    frame = pd.concat(parts, ignore_index=True)
+    bases = [
+        {"family": "conformer", "size": s, "base": b, "adult_wer": 30.0, "budget_fraction": 0.01}
+        for b, s in ((0, 1.0), (1, 2.0), (2, 4.0))
+    ]
+    c = claim_scale(frame, DOMAINS, bases, n_boot=N_BOOT)
+    assert c.verdict == "confirmed" and len(c.tests) == 2
+    assert all(t.result.effect == pytest.approx(10, abs=3) for t in c.tests)
+
+
+def test_seed_figures_recompute_awer_and_bwt_from_the_matrix() -> None:
+    frame = synthetic_frame({"a": 0.1, "b": 0.1}, forget={"b": 0.3}, seed=12)
+    figures = seed_figures(frame, DOMAINS)
+    assert len(figures) == 10  # 2 arms x 5 seeds
+    R = next(iter(run_matrices(frame[frame["arm"] == "a"], DOMAINS).values()))
+    first = figures[(figures["arm"] == "a") & (figures["seed"] == 0)].iloc[0]
+    assert first["awer"] == pytest.approx(np.mean(R[-1]))
+    r = seed_difference(figures, "bwt", {"arm": "b"}, {"arm": "a"}, n_boot=500)
+    assert r.effect == pytest.approx(-30, abs=4) and r.ci_high < 0 and r.p_value < 0.01
+
+
+def test_evaluate_claims_and_table_cover_every_claim() -> None:
+    frame = synthetic_frame(
+        {"p25": 0.10, "p75": 0.15, "lora": 0.30, "full_adapted": 0.05}, shares=SHARES, seed=13
+    )
+    claims = evaluate_claims(frame, DOMAINS, shares=(0.25, 0.75), budgets=[100], n_boot=N_BOOT)
+    assert [c.number for c in claims] == [1, 2, 3, 4]
+    assert claims[0].verdict == "confirmed" and claims[3].verdict == NOT_TESTED
+    table = claims_table(claims)
+    assert set(table["claim"]) == {1, 2, 3, 4}
+    tests = table[table["kind"] == "test"]
+    assert tests["p_holm"].notna().all() and (tests["p_holm"] >= tests["p"] - 1e-12).all()
+    assert (table["kind"] == "reported").sum() == 2  # gap of ssvdo and lora to full FT
+
+
+def test_missing_columns_and_mismatched_test_sets_are_named() -> None:
+    frame = synthetic_frame({"a": 0.1, "b": 0.1}, seed=14)
+    with pytest.raises(ValueError, match="missing columns"):
+        evaluate_claims(frame.drop(columns=["speaker"]), DOMAINS)
+    other = frame.copy()
+    other.loc[other["arm"] == "b", "id"] += "x"
+    with pytest.raises(ValueError, match="same test utterances"):
+        new_domain_difference(other, DOMAINS, {"arm": "a"}, {"arm": "b"}, n_boot=10)
+    with pytest.raises(ValueError, match="no per-utterance records for arm='c'"):
+        new_domain_difference(frame, DOMAINS, {"arm": "c"}, {"arm": "b"}, n_boot=10)
