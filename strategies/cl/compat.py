@@ -1,6 +1,6 @@
 """Early checks that a list of plugins composes, each failure with its reason.
 
-Decisions (tested in ``tests/strategies/test_cl_plugins.py``):
+Decisions (tested in ``tests/strategies/cl/test_cl_plugins.py``):
 
 - At most one adapter plugin (SSVD-O or a PEFT baseline): two would wrap each other's layers.
 - EWC and MAS compose with adapters: their penalties are defined on the plain model's weights as

@@ -17,7 +17,7 @@ from torch import nn
 from experiments.cli import build_parser
 from experiments.compare import frame_to_text, write_comparison
 from experiments.progress import StepProgress
-from tests.strategies.test_classifier_compat import _benchmark, _classifier
+from tests.strategies.cl.test_classifier_compat import _benchmark, _classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 
