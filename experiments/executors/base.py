@@ -123,9 +123,10 @@ class Executor(ABC):
     """Runs a sweep's children somewhere; results come back in job order."""
 
     name = "base"
+    defaults: Mapping[str, Any] = {}  # the executor's settings when the config leaves them out
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        self.settings = dict(settings or {})
+        self.settings = {**self.defaults, **dict(settings or {})}
 
     @abstractmethod
     def run(self, jobs: Sequence[ChildJob], *, progress: bool = True) -> list[RunResult]:

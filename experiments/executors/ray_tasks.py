@@ -34,9 +34,7 @@ class RayExecutor(Executor):
     """Children as Ray tasks; ``ray.init`` only when no Ray session is open in this process."""
 
     name = "ray"
-
-    def __init__(self, settings=None) -> None:
-        super().__init__({**DEFAULTS, **dict(settings or {})})
+    defaults = DEFAULTS
 
     def options(self) -> dict[str, Any]:
         """``ray.remote`` options of every child task."""

@@ -54,9 +54,7 @@ class SlurmExecutor(Executor):
     """Children as a submitit job array on Slurm (or submitit's local executor)."""
 
     name = "slurm"
-
-    def __init__(self, settings=None) -> None:
-        super().__init__({**DEFAULTS, **dict(settings or {})})
+    defaults = DEFAULTS
 
     def parameters(self) -> dict[str, Any]:
         """``AutoExecutor.update_parameters`` arguments (slurm_* ones are ignored locally)."""

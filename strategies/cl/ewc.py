@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ._ctc import batch_loss
-from .penalty import ImportancePenaltyPlugin, importance_pass, iterate_batches
+from .penalty import ImportancePenaltyPlugin, mean_gradient_statistic
 
 __all__ = ["EWCPlugin", "fisher_diagonal"]
 
@@ -25,21 +25,9 @@ def fisher_diagonal(strategy, dataset, max_batches: int | None = None) -> dict[s
 
     Runs in eval mode with every float parameter requiring grad; restores both afterwards.
     """
-    model = strategy.model
-    with importance_pass(model):
-        params = {n: p for n, p in model.named_parameters() if p.is_floating_point()}
-        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        count = 0
-        for batch in iterate_batches(strategy, dataset, max_batches):
-            loss = batch_loss(strategy, batch)
-            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            for (n, _), g in zip(params.items(), grads, strict=True):
-                if g is not None:
-                    fisher[n] += g.detach() ** 2
-            count += 1
-    if count == 0:
-        raise ValueError("dataset: no batch to estimate the Fisher information from")
-    return {n: f / count for n, f in fisher.items()}
+    return mean_gradient_statistic(
+        strategy, dataset, max_batches, batch_loss, lambda g: g**2, "the Fisher information"
+    )
 
 
 class EWCPlugin(ImportancePenaltyPlugin):

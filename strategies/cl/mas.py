@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._ctc import batch_forward, frame_mask
-from .penalty import ImportancePenaltyPlugin, PenaltyEntry, importance_pass, iterate_batches
+from .penalty import ImportancePenaltyPlugin, PenaltyEntry, mean_gradient_statistic
 
 __all__ = ["MASPlugin", "mas_importance", "posterior_sq_norm"]
 
@@ -35,22 +35,14 @@ def posterior_sq_norm(log_probs: torch.Tensor, out_lens: torch.Tensor) -> torch.
 
 def mas_importance(strategy, dataset, max_batches: int | None = None) -> dict[str, torch.Tensor]:
     """MAS importance by parameter name (float parameters only), eval mode."""
-    model = strategy.model
-    with importance_pass(model):
-        params = {n: p for n, p in model.named_parameters() if p.is_floating_point()}
-        omega = {n: torch.zeros_like(p) for n, p in params.items()}
-        count = 0
-        for batch in iterate_batches(strategy, dataset, max_batches):
-            log_probs, out_lens = batch_forward(strategy, batch)
-            target = posterior_sq_norm(log_probs, out_lens)
-            grads = torch.autograd.grad(target, list(params.values()), allow_unused=True)
-            for (n, _), g in zip(params.items(), grads, strict=True):
-                if g is not None:
-                    omega[n] += g.detach().abs()
-            count += 1
-    if count == 0:
-        raise ValueError("dataset: no batch to estimate the MAS importance from")
-    return {n: o / count for n, o in omega.items()}
+    return mean_gradient_statistic(
+        strategy,
+        dataset,
+        max_batches,
+        lambda s, batch: posterior_sq_norm(*batch_forward(s, batch)),
+        torch.abs,
+        "the MAS importance",
+    )
 
 
 class MASPlugin(ImportancePenaltyPlugin):

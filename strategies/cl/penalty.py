@@ -25,8 +25,9 @@ side effects on the model) and restore the modules' modes and ``requires_grad`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -211,3 +212,33 @@ def iterate_batches(strategy, dataset, max_batches: int | None) -> Iterable:
         if max_batches is not None and i >= max_batches:
             break
         yield batch
+
+
+def mean_gradient_statistic(
+    strategy,
+    dataset,
+    max_batches: int | None,
+    objective: Callable[[Any, Any], torch.Tensor],
+    statistic: Callable[[torch.Tensor], torch.Tensor],
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Mean over batches of ``statistic(d objective / d w)``, by parameter name (float
+    parameters only), in eval mode with every float parameter requiring grad (restored after):
+    EWC's Fisher diagonal (squared gradients of the loss) and MAS's importance (absolute
+    gradients of the posterior norm) are this with different arguments.
+    """
+    model = strategy.model
+    with importance_pass(model):
+        params = {n: p for n, p in model.named_parameters() if p.is_floating_point()}
+        total = {n: torch.zeros_like(p) for n, p in params.items()}
+        count = 0
+        for batch in iterate_batches(strategy, dataset, max_batches):
+            target = objective(strategy, batch)
+            grads = torch.autograd.grad(target, list(params.values()), allow_unused=True)
+            for (n, _), g in zip(params.items(), grads, strict=True):
+                if g is not None:
+                    total[n] += statistic(g.detach())
+            count += 1
+    if count == 0:
+        raise ValueError(f"dataset: no batch to estimate {what} from")
+    return {n: t / count for n, t in total.items()}
