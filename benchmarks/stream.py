@@ -146,7 +146,9 @@ def make_benchmark(
         validator checks the sample rate too (files at another rate pass only when resampling).
     resample : resample audio at another rate than ``sample_rate`` (default: the stream's
         ``resample`` field); otherwise such a file is a ``ManifestError`` naming it and both
-        rates. Each dataset counts its resampled items in ``resampled_ids``.
+        rates. Each dataset counts its resampled items in ``resampled_ids``; up front,
+        ``bench.resampled_rows`` holds ``{"<domain>_<split>": rows at another rate}`` (read from
+        the headers; empty when not resampling).
     """
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.utils import AvalancheDataset
@@ -190,6 +192,7 @@ def make_benchmark(
                 ]
 
     streams: dict[str, list] = {}
+    resampled_rows: dict[str, int] = {}
     for split in splits:
         datasets = []
         for domain in order:
@@ -202,6 +205,8 @@ def make_benchmark(
                 raise ManifestError(path, "no utterances left (empty manifest or all excluded)")
             if max_utterances is not None:
                 base.rows = base.rows[: int(max_utterances)]
+            if resample:
+                resampled_rows[f"{domain}_{split}"] = len(base.other_rate_ids())
             datasets.append(AvalancheDataset([base], collate_fn=collate_speech))
         streams[split] = datasets
     bench = benchmark_from_datasets(**streams)
@@ -212,6 +217,7 @@ def make_benchmark(
     bench.domains = order
     bench.stream_info = info
     bench.skipped_rows = skipped_rows
+    bench.resampled_rows = resampled_rows
     return bench
 
 

@@ -87,6 +87,16 @@ class RunSetup:
                 UserWarning,
                 stacklevel=2,
             )
+        resampled = getattr(self.bench, "resampled_rows", {})
+        self.resampled_rows = sum(resampled.values())
+        if self.resampled_rows:  # allowed by the stream ("resample": true), never silent
+            counts = ", ".join(f"{k} {n}" for k, n in resampled.items() if n)
+            warnings.warn(
+                f"resampling {self.resampled_rows} rows recorded at another rate than "
+                f"{self.info.sample_rate} Hz ({counts}; MLflow param data.resampled_rows)",
+                UserWarning,
+                stacklevel=2,
+            )
         try:  # a pretrained base's own domains: evaluated (forgetting), never trained on
             mark_base_domains(self.bench, cfg["stream"].get("base_domains"))
         except StreamError as exc:
@@ -225,6 +235,7 @@ class RunSetup:
                 "stream.path": str(self.info.root),
                 "stream.domains": ",".join(self.domains),
                 "data.skipped_rows": self.skipped_rows,
+                "data.resampled_rows": self.resampled_rows,
                 "run_dir": str(self.folder.path),
             }
         )

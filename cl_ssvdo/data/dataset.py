@@ -103,6 +103,15 @@ class ManifestDataset(Dataset):
             self.resampled_ids.add(row.ID)
         return wav, normalize_transcript(row.wrd), row.ID
 
+    def other_rate_ids(self) -> list[str]:
+        """IDs whose file is not at ``sample_rate`` (read from the headers, no audio decoded):
+        what this dataset resamples when ``resample`` is on, known before any item is read."""
+        return [
+            r.ID
+            for r in self.rows
+            if sf.info(str(resolve_wav(r.wav, self.root))).samplerate != self.sample_rate
+        ]
+
     @property
     def ids(self) -> list[str]:
         """Utterance IDs, in item order."""

@@ -119,3 +119,37 @@ def test_a_run_with_validate_skip_reports_the_dropped_rows(
     assert not list(root.glob("manifests/*.skipped.tsv"))
     artifacts = {a.path for a in MlflowClient(store_uri).list_artifacts(result.run_id)}
     assert "child_test.skipped.tsv" in artifacts
+
+
+def test_a_run_on_a_resampling_stream_counts_the_resampled_rows(
+    tiny_config, tiny_stream, store_uri, tmp_path
+) -> None:
+    """A stream that allows resampling (``"resample": true``, as corpus streams write) may hold
+    files at another rate: the run says how many up front (a warning) and logs it (param
+    ``data.resampled_rows``); nothing is resampled silently."""
+    import json
+    import shutil
+    import warnings
+
+    import soundfile as sf
+    from mlflow.tracking import MlflowClient
+
+    from cl_ssvdo.data import read_manifest, resolve_wav
+    from experiments.runner import run_experiment
+
+    root = tmp_path / "stream"
+    shutil.copytree(tiny_stream.root, root)
+    row = read_manifest(root / "manifests" / "child_train.csv")[0]
+    wav = resolve_wav(row.wav, root)
+    data, rate = sf.read(wav)
+    sf.write(wav, data[::2], rate // 2)  # the same file, recorded at half the rate
+    meta = json.loads((root / "stream.json").read_text())
+    (root / "stream.json").write_text(json.dumps({**meta, "resample": True}))
+    cfg = tiny_config("naive", {"stream.root": str(root)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    said = [str(w.message) for w in caught if "resampling" in str(w.message)]
+    assert said and "resampling 1 rows" in said[0] and "child_train 1" in said[0]
+    params = MlflowClient(store_uri).get_run(result.run_id).data.params
+    assert params["data.resampled_rows"] == "1"
