@@ -1,8 +1,9 @@
-"""One run on several devices: data-parallel training of one experience with ``torchrun``.
+"""One run on several devices: a continual run, each experience trained data-parallel with
+``torchrun``.
 
     torchrun --standalone --nproc_per_node 2 -m experiments.distributed \\
-        --pretrained outputs/base/ci --stream outputs/streams/tiny --domain child \\
-        --adapter ssvdo --inner-ratio 0.25 --steps 20 --global-batch 16 --out exp1.json
+        --pretrained outputs/base/ci --stream outputs/streams/tiny --domains child accent \\
+        --adapter ssvdo --inner-ratio 0.25 --steps 20 --global-batch 16 --out run.json
 
 Plain ``torch.nn.parallel.DistributedDataParallel``, not Avalanche's distributed support:
 Avalanche 0.6 marks it experimental, it needs its own distributed data loaders and collate
@@ -43,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["adapt_once", "broadcast_module", "shard", "train_experience"]
+__all__ = ["adapt_once", "broadcast_module", "continual_run", "shard", "train_experience"]
 
 
 def shard(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
@@ -169,17 +170,78 @@ def train_experience(
     return losses
 
 
+def continual_run(
+    model: nn.Module,
+    tokenizer: Any,
+    stream: str | Path,
+    domains: Sequence[str],
+    eval_domains: Sequence[str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The stream's experiences in order, each adapted once (rank 0), trained data-parallel,
+    merged once (rank 0) and evaluated on rank 0: row 0 of the WER matrix is the base model,
+    row ``i`` the model after experience ``i`` (the runner's definition)."""
+    from cl_ssvdo.asr.evaluate import evaluate_model
+    from cl_ssvdo.data import ManifestDataset, manifest_path
+
+    rank, size = world()
+    tests = {
+        d: ManifestDataset(manifest_path(stream, d, "test"), root=stream) for d in eval_domains
+    }
+
+    def row() -> list[float]:
+        return [float(evaluate_model(model, tokenizer, tests[d]).wer) for d in eval_domains]
+
+    matrix = [row()] if rank == 0 else []
+    losses: dict[str, list[float]] = {}
+    for domain in domains:
+        if args.adapter == "ssvdo":
+            model = adapt_once(model, [args.targets], args.inner_ratio)
+        model.to(args.device)
+        train = ManifestDataset(manifest_path(stream, domain, "train"), root=stream)
+        if args.max_utterances:
+            train = torch.utils.data.Subset(train, range(min(args.max_utterances, len(train))))
+        losses[domain] = train_experience(model, tokenizer, train, steps=args.steps,
+                                          global_batch=args.global_batch, lr=args.lr,
+                                          seed=args.seed, frozen_norm=args.frozen_norm)  # fmt: skip
+        if args.adapter == "ssvdo":
+            model = merge_once(model)
+        if rank == 0:
+            matrix.append(row())
+    return {"world_size": size, "domains": list(domains), "eval_domains": list(eval_domains),
+            "losses": losses, "wer_matrix": matrix}  # fmt: skip
+
+
+def _log_run(out: dict[str, Any], args: argparse.Namespace) -> str:
+    """Rank 0's record of the run: the run folder first, MLflow while the store answers."""
+    from experiments.recorder import RunRecorder
+
+    recorder = RunRecorder(args.run_dir, args.tracking_uri, run_name="torchrun")
+    recorder.log_params({"world_size": out["world_size"], "adapter": args.adapter,
+                         "inner_ratio": args.inner_ratio, "steps": args.steps,
+                         "global_batch": args.global_batch, "lr": args.lr, "seed": args.seed,
+                         "base_model": args.pretrained, "stream.path": args.stream,
+                         "stream.domains": ",".join(out["domains"])})  # fmt: skip
+    for i, wers in enumerate(out["wer_matrix"]):
+        recorder.log_metrics({f"wer/{d}": w for d, w in zip(out["eval_domains"], wers, strict=True)}, step=i)  # fmt: skip
+    summary = {k: v for k, v in out.get("summary", {}).items() if isinstance(v, float)}
+    if summary:
+        recorder.log_metrics(summary, step=len(out["domains"]))
+    recorder.finish("FINISHED")
+    return recorder.run_id or ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun ... -m experiments.distributed``: one experience, losses and WER to --out."""
+    """``torchrun ... -m experiments.distributed``: a continual run; its WER matrix to --out."""
     p = argparse.ArgumentParser(prog="python -m experiments.distributed", description=__doc__)
     p.add_argument("--pretrained", required=True, help="a pretrained model folder")
     p.add_argument("--stream", required=True, help="a stream root (manifests/<domain>_<split>.csv)")
-    p.add_argument("--domain", required=True, help="the experience's training domain")
-    p.add_argument("--eval-domains", nargs="*", default=None, help="default: --domain only")
+    p.add_argument("--domains", nargs="+", required=True, help="the experiences, in order")
+    p.add_argument("--eval-domains", nargs="*", default=None, help="default: --domains")
     p.add_argument("--adapter", choices=["ssvdo", "full"], default="ssvdo")
     p.add_argument("--targets", default="*ffn.0", help="SSVD-O layer glob")
     p.add_argument("--inner-ratio", type=float, default=0.25)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="steps per experience")
     p.add_argument("--global-batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -187,12 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-dropout", action="store_true", help="dropout off (see above)")
     p.add_argument("--frozen-norm", action="store_true", help="batch norm in eval mode")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="JSON with losses and WERs (rank 0)")
+    p.add_argument("--out", default=None, help="JSON with losses and the WER matrix (rank 0)")
+    p.add_argument("--run-dir", default=None, help="record the run here (rank 0)")
+    p.add_argument("--tracking-uri", default=None, help="and in this MLflow store")
     args = p.parse_args(argv)
 
-    from cl_ssvdo.asr.evaluate import evaluate_model
+    from cl_ssvdo import metrics
     from cl_ssvdo.asr.pretrained import load_pretrained
-    from cl_ssvdo.data import ManifestDataset, manifest_path
 
     torch.set_num_threads(1)
     rank, size = setup(args.device)
@@ -200,22 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, tokenizer, _ = load_pretrained(args.pretrained, device=args.device, trust_folder=False)
     if args.no_dropout:
         no_dropout(model)
-    if args.adapter == "ssvdo":
-        model = adapt_once(model, [args.targets], args.inner_ratio)
-    model.to(args.device)
-    train = ManifestDataset(manifest_path(args.stream, args.domain, "train"), root=args.stream)
-    if args.max_utterances:
-        train = torch.utils.data.Subset(train, range(min(args.max_utterances, len(train))))
-    losses = train_experience(model, tokenizer, train, steps=args.steps,
-                              global_batch=args.global_batch, lr=args.lr, seed=args.seed,
-                              frozen_norm=args.frozen_norm)  # fmt: skip
-    if args.adapter == "ssvdo":
-        model = merge_once(model)
-    out: dict[str, Any] = {"world_size": size, "losses": losses, "wer": {}}
+    eval_domains = args.eval_domains or args.domains
+    out = continual_run(model, tokenizer, args.stream, args.domains, eval_domains, args)
     if rank == 0:
-        for domain in args.eval_domains or [args.domain]:
-            test = ManifestDataset(manifest_path(args.stream, domain, "test"), root=args.stream)
-            out["wer"][domain] = evaluate_model(model, tokenizer, test).wer
+        if list(eval_domains) == list(args.domains):
+            out["summary"] = metrics.summarize(out["wer_matrix"])
+        if args.run_dir or args.tracking_uri:
+            out["run_id"] = _log_run(out, args)
         if args.out:
             Path(args.out).write_text(json.dumps(out, indent=1))
         print(json.dumps(out))
