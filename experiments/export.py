@@ -10,6 +10,10 @@ pretrained folder with the same interface as the base::
     asr = EncoderASR.from_hparams(source=DIR, savedir=DIR)
     asr.transcribe_file("clip.wav")
 
+A Whisper (seq2seq) run exports as its base does: the HF ``WhisperForConditionalGeneration``
+folder with the base's tokenizer and feature extractor and SpeechBrain's ``hyperparams.yaml``
+(``cl_ssvdo.asr.whisper.hf_folder.load_whisper_asr(DIR)``, or ``transformers`` directly).
+
 With ``--mlflow`` the folder is also logged to the run's MLflow run as a model
 (``mlflow.pyfunc``: :class:`Transcriber`, input a DataFrame with a ``wav`` column of audio
 paths, output the transcripts), named ``model_after_exp<i>``, so the model registry can
@@ -46,6 +50,7 @@ __all__ = [
     "export_model",
     "export_run",
     "export_state",
+    "export_whisper_state",
     "log_mlflow_model",
 ]
 
@@ -55,17 +60,17 @@ EXPORT_INFO = "export.json"
 def export_model(model: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
     """Writes a plain model as a SpeechBrain pretrained folder (``EncoderASR`` for CTC models).
 
-    Raises ``NotImplementedError`` for model kinds without an export yet (Whisper: a
-    ``WhisperASR`` folder), ``ValueError`` when adapters are still attached.
+    Raises ``NotImplementedError`` for other model kinds (Whisper exports from its state dict,
+    :func:`export_whisper_state`), ``ValueError`` when adapters are still attached.
     """
     from cl_ssvdo.asr import CTCASR
     from cl_ssvdo.asr.pretrained import export_pretrained
 
     if not isinstance(model, CTCASR):
         raise NotImplementedError(
-            f"export of a {type(model).__name__} is not implemented: only CTC models "
-            "(cl_ssvdo.asr.CTCASR, loaded by EncoderASR) export today; Whisper bases (a "
-            "WhisperASR folder) are not supported by `cl-ssvdo export` yet"
+            f"export_model of a {type(model).__name__}: it writes CTC models "
+            "(cl_ssvdo.asr.CTCASR, loaded by EncoderASR); a Whisper model's state dict exports "
+            "with export_whisper_state (a WhisperASR folder), a run with `cl-ssvdo export`"
         )
     return export_pretrained(model, tokenizer, folder)
 
@@ -85,6 +90,50 @@ def export_state(
             f"export: the state dict does not fit the base model {base_folder}: {exc}"
         ) from exc
     return export_model(model, tokenizer, folder)
+
+
+WHISPER_PREFIX = "backbone.whisper.model."  # WhisperSeq2Seq's keys of the HF WhisperModel
+
+
+def export_whisper_state(
+    state: Mapping[str, torch.Tensor], base_folder: str | Path, folder: str | Path
+) -> Path:
+    """A Whisper seq2seq model's plain state dict (adapters merged) as a folder like the base:
+    the HF ``WhisperForConditionalGeneration`` with the new weights, the base's tokenizer,
+    feature extractor and generation config, and SpeechBrain's ``hyperparams.yaml`` (load with
+    ``cl_ssvdo.asr.whisper.hf_folder.load_whisper_asr`` or ``transformers``)."""
+    import shutil
+
+    from transformers import WhisperForConditionalGeneration
+
+    from cl_ssvdo.asr.whisper.hf_folder import write_speechbrain_hparams
+
+    weights = {
+        "model." + k[len(WHISPER_PREFIX) :]: v
+        for k, v in state.items()
+        if k.startswith(WHISPER_PREFIX)
+    }
+    if not weights:
+        raise ValueError(
+            f"export: the state dict has no {WHISPER_PREFIX}* keys (not a Whisper model)"
+        )
+    hf = WhisperForConditionalGeneration.from_pretrained(str(base_folder))
+    missing, unexpected = hf.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
+    if missing or unexpected:
+        raise ValueError(
+            f"export: the state dict does not fit the base model {base_folder}: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    weight_files = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"}
+    for item in Path(base_folder).iterdir():  # tokenizer, feature extractor, generation config
+        if item.is_file() and item.name not in weight_files and item.name != EXPORT_INFO:
+            shutil.copy2(item, out / item.name)
+    hf.save_pretrained(out)
+    write_speechbrain_hparams(out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -124,11 +173,12 @@ def export_run(
         raise FileNotFoundError(f"export: {run_dir} is not a run folder (no state file)")
     config = yaml.safe_load((run.path / "config.yaml").read_text()) if run.is_run_dir() else {}
     kind = ((config or {}).get("model") or {}).get("kind", "ctc")
-    if kind != "ctc":
+    if kind not in ("ctc", "whisper"):
         raise NotImplementedError(
-            f"export: {run_dir} has a {kind!r} base (model.kind: {kind}); only CTC bases "
-            "export (a SpeechBrain EncoderASR folder); a WhisperASR folder export is not "
-            "implemented yet"
+            f"export: {run_dir} has a {kind!r} base (model.kind: {kind}); CTC bases export as "
+            "an EncoderASR folder and Whisper seq2seq bases as a WhisperASR folder; the "
+            "whisper-ctc head (the project's own CTC head on the Whisper encoder) has no "
+            "SpeechBrain interface to export to"
         )
     if state.get("mode", "sequential") != "sequential":
         raise ValueError(
@@ -145,7 +195,14 @@ def export_run(
     domains = list(state.get("domains", []))
     domain = "base" if experience == 0 else domains[experience - 1]
     base = state["base_model"]
-    if experience == 0:
+    if experience > 0 and not any(run.checkpoints.glob("model_exp_*.pt")):
+        raise FileNotFoundError(
+            f"export: {run_dir} kept no model states (it ran with train.checkpoint: false, the "
+            "Whisper CPU default): rerun it with --set train.checkpoint=true to export it"
+        )
+    if kind == "whisper":
+        out = export_whisper_state(load_model_state(run.checkpoints, experience), base, folder)
+    elif experience == 0:
         from cl_ssvdo.asr import load_pretrained
 
         model, tokenizer, _ = load_pretrained(base, device="cpu")
@@ -159,6 +216,7 @@ def export_run(
         "domain": domain,
         "trained_domains": domains[:experience],
         "base_model": base,
+        "kind": kind,
         "mlflow_run_id": (state.get("mlflow") or {}).get("run_id"),
     }
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -189,9 +247,20 @@ with warnings.catch_warnings():
         column of audio paths, or a list of paths) -> list of transcripts`` (greedy CTC)."""
 
         def load_context(self, context) -> None:  # noqa: ANN001 (see above)
-            from cl_ssvdo.asr.pretrained import load_encoder_asr
+            folder = Path(context.artifacts["asr_folder"])
+            info = (
+                json.loads((folder / EXPORT_INFO).read_text())
+                if (folder / EXPORT_INFO).is_file()
+                else {}
+            )
+            if info.get("kind") == "whisper":
+                from cl_ssvdo.asr.whisper.hf_folder import load_whisper_asr
 
-            self.asr = load_encoder_asr(context.artifacts["asr_folder"], freeze=True)
+                self.asr = load_whisper_asr(folder)
+            else:
+                from cl_ssvdo.asr.pretrained import load_encoder_asr
+
+                self.asr = load_encoder_asr(folder, freeze=True)
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
             if hasattr(model_input, "columns"):

@@ -88,12 +88,12 @@ def test_export_after_base_and_out_of_range(adapted_run, tmp_path: Path, capsys)
 
 
 def test_export_names_unsupported_model_kinds(tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedError, match="Whisper"):
+    with pytest.raises(NotImplementedError, match="export_whisper_state"):
         export_model(nn.Linear(2, 2), None, tmp_path)
     run = RunDir(tmp_path / "whisper-run").create()
-    (run.path / "config.yaml").write_text("name: whisper_ssvdo\nmodel: {kind: whisper}\n")
+    (run.path / "config.yaml").write_text("name: whisper_ctc\nmodel: {kind: whisper-ctc}\n")
     run.update_state(mode="sequential", completed=1, domains=["adult"], base_model="x")
-    with pytest.raises(NotImplementedError, match="model.kind: whisper"):
+    with pytest.raises(NotImplementedError, match="model.kind: whisper-ctc"):
         export_run(run.path, tmp_path / "out")
 
 

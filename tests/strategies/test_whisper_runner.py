@@ -8,8 +8,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from cl_ssvdo.asr.whisper.tiny import save_tiny_whisper
+from cl_ssvdo.data import read_manifest
 from cl_ssvdo.metrics import summarize
 from experiments.config import ConfigError, load_config
 from experiments.runner import run_experiment
@@ -43,7 +45,9 @@ def _config(tiny_stream, tiny_whisper, tmp_path, name: str, **extra):
 def test_whisper_ssvdo_run_with_adult_as_base_domain(
     tiny_stream, tiny_whisper, tmp_path, one_thread
 ) -> None:
-    cfg = _config(tiny_stream, tiny_whisper, tmp_path, "whisper_ssvdo")
+    cfg = _config(
+        tiny_stream, tiny_whisper, tmp_path, "whisper_ssvdo", **{"train.checkpoint": True}
+    )
     result = run_experiment(cfg, seed=0, offline=True, progress=False)
     wer = np.asarray(result.wer)
     assert wer.shape == (4, 3)
@@ -52,6 +56,28 @@ def test_whisper_ssvdo_run_with_adult_as_base_domain(
     assert summary["learning"][0] == 0.0
     assert math.isfinite(summary["bwt"])  # forgetting on adult is measured
     assert result.trainable  # SSVD-O trained on child and accent
+
+    # export after the last experience: a folder like the base, holding the run's weights
+    from transformers import WhisperForConditionalGeneration
+
+    from cl_ssvdo.asr.whisper.hf_folder import load_whisper_asr
+    from experiments.checkpoint import load_model_state
+    from experiments.export import WHISPER_PREFIX, export_run
+
+    out = export_run(result.run_dir, tmp_path / "export").folder
+    hf = WhisperForConditionalGeneration.from_pretrained(str(out))
+    state = load_model_state(result.run_dir / "checkpoints", 3)
+    exported = hf.model.state_dict()
+    trained = {
+        k[len(WHISPER_PREFIX) :]: v for k, v in state.items() if k.startswith(WHISPER_PREFIX)
+    }
+    assert trained.keys() == exported.keys()
+    assert all(torch.equal(trained[k], exported[k]) for k in trained)
+    base = WhisperForConditionalGeneration.from_pretrained(str(tiny_whisper)).model.state_dict()
+    assert any(not torch.equal(base[k], exported[k]) for k in base)  # the adapted weights
+    asr = load_whisper_asr(out)  # SpeechBrain's WhisperASR loads it offline
+    wav = tiny_stream.root / read_manifest(tiny_stream.manifest("child", "test"))[0].wav
+    assert isinstance(asr.transcribe_file(str(wav)), str | list | tuple)
 
 
 def test_base_domain_that_is_not_first_is_a_config_error(
