@@ -181,6 +181,19 @@ class _Run(RunSetup):
                 "clock": clock,
             },
         )
+        if i > 0 and self.cfg["tracking"].get("log_models"):
+            self._log_model(i)
+
+    def _log_model(self, i: int) -> None:
+        """``tracking.log_models``: the merged model after experience ``i`` as an MLflow model
+        (the folder under RUN_DIR/exports, the pyfunc in the run); offline runs keep the folder."""
+        from experiments.export import export_run
+
+        online = bool(self.recorder.online and self.recorder.run_id)
+        result = export_run(self.folder.path, self.folder.path / "exports" / f"after_exp{i}",
+                            after=i, mlflow=online, tracking_uri=self.uri)  # fmt: skip
+        if result.model_uri:
+            self.recorder.set_tags({f"model_after_exp{i}": result.model_uri})
 
     def _dataset_resolver(self):
         """Rebuilds a checkpointed dataset (``[[manifest, row], ...]``) from the train stream."""

@@ -123,3 +123,28 @@ def test_export_logs_a_pyfunc_that_transcribes(
     assert list(served) == [asr.transcribe_file(w) for w in wavs]
     names = [a.path for a in client.list_artifacts(run_id)]
     assert names == [] or all(isinstance(n, str) for n in names)
+
+
+def test_a_run_with_log_models_logs_each_experience_as_an_mlflow_model(
+    tiny_config, store_uri: str, tiny_stream
+) -> None:
+    """``tracking.log_models``: after every experience the merged model is exported under the
+    run folder and logged to the run as a pyfunc model that transcribes like the folder."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from experiments.runner import run_experiment
+
+    cfg = tiny_config("naive", {"stream.domains": ["adult", "child"], "tracking.log_models": True})
+    result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    tags = MlflowClient(store_uri).get_run(result.run_id).data.tags
+    assert {"model_after_exp1", "model_after_exp2"} <= set(tags)
+    folder = result.run_dir / "exports" / "after_exp2"
+    wav = str(tiny_stream.root / read_manifest(tiny_stream.manifest("child", "test"))[0].wav)
+    mlflow.set_tracking_uri(store_uri)
+    served = mlflow.pyfunc.load_model(tags["model_after_exp2"]).predict(
+        pd.DataFrame({"wav": [wav]})
+    )
+    asr = EncoderASR.from_hparams(source=str(folder), savedir=str(folder))
+    assert list(served) == [asr.transcribe_file(wav)]
