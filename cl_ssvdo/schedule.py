@@ -50,7 +50,6 @@ Example
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from fnmatch import fnmatchcase
 from typing import Any
 
 from cl_ssvdo.schedule_setting import (
@@ -61,6 +60,7 @@ from cl_ssvdo.schedule_setting import (
     ScheduleError,
     resolve_group,
 )
+from cl_ssvdo.ssvdo.targets import target_matches
 
 __all__ = [
     "ScheduleError",
@@ -99,8 +99,10 @@ class BudgetSchedule:
     Arguments
     ---------
     groups : mapping name -> glob or list of globs, optional
-        Layer groups over module names (``fnmatch``, case-sensitive). Default: one group
-        ``"all"`` covering every target layer.
+        Layer groups over module names, with the one target syntax
+        (:func:`cl_ssvdo.ssvdo.targets.target_matches`: a glob, or peft's name / ``.suffix``
+        rule for a pattern without ``*?[``). Default: one group ``"all"`` covering every
+        target layer.
     experiences : sequence of mapping group -> setting
         One entry per experience (``per_experience`` form), or one entry used for every
         experience when ``repeat`` is True (``constant`` and ``decaying`` forms).
@@ -237,7 +239,9 @@ class BudgetSchedule:
         """Layer name -> group; every name must fall in exactly one group."""
         out: dict[str, str] = {}
         for name in names:
-            hits = [g for g, pats in self.groups.items() if any(fnmatchcase(name, p) for p in pats)]
+            hits = [
+                g for g, pats in self.groups.items() if any(target_matches(name, p) for p in pats)
+            ]
             if not hits:
                 raise ScheduleError(
                     f"groups: target layer {name!r} is in no group {self._groups_text()}"

@@ -302,3 +302,23 @@ def test_group_setting_resolves_like_a_one_group_schedule(shapes, p: float, oute
     # The schedule module re-exports the setting types: one class, not a copy.
     assert ScheduleError is schedule_setting.ScheduleError
     assert GroupSetting is schedule_setting.GroupSetting
+
+
+def test_groups_take_the_one_target_syntax_globs_and_peft_suffixes() -> None:
+    """A group pattern is matched like adapter targets: ``"ffn.0"`` (peft's suffix rule)
+    selects the same layers as the glob ``"*.ffn.0"``, and neither selects ``ffn.3`` (which the
+    suffix pattern ``"ffn.3"`` groups)."""
+    names = ["enc.layers.0.ffn.0", "enc.layers.0.ffn.3", "enc.layers.1.ffn.0"]
+    layers = [(n, 64, 16) for n in names]
+    for pattern in ("ffn.0", "*.ffn.0"):
+        schedule = BudgetSchedule.from_dict(
+            {
+                "groups": {"up": pattern, "rest": "ffn.3"},
+                "constant": {
+                    "up": {"inner_ratio": 0.5, "outer_rank": 2},
+                    "rest": {"inner_ratio": 0.25, "outer_rank": 0},
+                },
+            }
+        )
+        settings = {s.name: s for s in schedule.resolve(0, layers)}
+        assert [settings[n].group for n in names] == ["up", "rest", "up"]
