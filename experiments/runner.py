@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from cl_ssvdo.progress import progress_bar
 from experiments.checkpoint import dataset_refs, load_checkpoint, save_checkpoint
 from experiments.config import ConfigError, config_hash
 from experiments.factory import build_strategy
 from experiments.mlflow_logger import adapter_params
 from experiments.plots import layer_diagnostics, save
 from experiments.prepare import eval_split, load_base_model
-from experiments.progress import StepProgress, progress_bar
+from experiments.progress import StepProgress
 from experiments.results import (
     RunResult,
     format_result,

@@ -7,7 +7,7 @@ training sentences (avoiding both). Synthesis runs in ``workers`` threads (each 
 subprocesses), with a tqdm bar; each wav appears atomically, so a killed run resumes where it
 stopped. ``stream.json`` is written last and marks the cache entry complete.
 
-Depends on soundfile and tqdm; never on torch models.
+Depends on soundfile and cl_ssvdo.progress (tqdm); never on torch models.
 """
 
 from __future__ import annotations
@@ -122,11 +122,11 @@ def _batches(todo: list[PlannedUtterance]) -> list[list[PlannedUtterance]]:
 
 
 def _synthesize(root: Path, todo: list[PlannedUtterance], workers: int, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from cl_ssvdo.progress import progress_bar
 
     work_dir = root / ".work"
     batches = _batches(todo)
-    bar = tqdm(total=len(todo), unit="utt", desc="synthesising", disable=not progress)
+    bar = progress_bar(total=len(todo), unit="utt", desc="synthesising", disable=not progress)
 
     def run(batch: list[PlannedUtterance]) -> int:
         jobs = [

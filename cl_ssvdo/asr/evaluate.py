@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cl_ssvdo.data import (
     ManifestError,
@@ -37,6 +36,7 @@ from cl_ssvdo.data import (
     stream_resamples,
     utterance_error_counts,
 )
+from cl_ssvdo.progress import progress_bar
 
 from .batching import iterate_batches, num_batches
 from .decode import Decoder, make_decoder
@@ -195,8 +195,12 @@ def transcribe(
     out: list[tuple[str, str, str]] = []
     try:
         batches = iterate_batches(data, batch_size, shuffle=False)
-        for wavs, wav_lens, words, ids in tqdm(
-            batches, total=num_batches(data, batch_size), disable=not progress, desc="decode"
+        for wavs, wav_lens, words, ids in progress_bar(
+            batches,
+            total=num_batches(data, batch_size),
+            disable=not progress,
+            desc="decode",
+            unit="batch",
         ):
             log_probs, out_lens = model(wavs.to(device), wav_lens.to(device))
             hyps = decoder(log_probs, out_lens)

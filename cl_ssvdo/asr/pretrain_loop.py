@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 from torch import nn
-from tqdm.auto import tqdm
+
+from cl_ssvdo.progress import progress_bar
 
 from .batching import durations_of, is_item_dataset, iterate_batches, num_batches
 from .evaluate import evaluate_model
@@ -205,13 +206,14 @@ class PretrainLoop:
         budget that stopped it early, or None when the epoch ran to its end."""
         state = self.state
         self.model.train()
-        bar = tqdm(
+        bar = progress_bar(
             self._batches(),
             total=None
             if self.steps_per_epoch is None
             else self.steps_per_epoch - state.batch_in_epoch,
             disable=not self.progress,
             desc=f"epoch {state.epoch + 1}/{self.max_epochs}",
+            unit="batch",
             leave=False,
         )
         stop = None

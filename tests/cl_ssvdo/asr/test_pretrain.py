@@ -249,3 +249,19 @@ def test_bad_arguments(tmp_path) -> None:
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         pretrain(model, tok, [(torch.zeros(1600), "a", "u")], None, out_dir=tmp_path)
+
+
+def test_pretraining_progress_in_a_log_file_is_plain_lines(
+    adult_items, tmp_path, one_thread, capsys
+) -> None:
+    """Output that is not a terminal (here pytest's capture; ``nohup`` or CI in real life) gets
+    plain progress lines, not tqdm's carriage returns (a 330 KB `make run` log before)."""
+    from cl_ssvdo.progress import is_terminal
+
+    assert not is_terminal()
+    pretrain(_fresh(0), CharTokenizer(), adult_items, None, out_dir=tmp_path / "p",
+             batch_size=4, lr=3e-3, warmup_steps=1, schedule_steps=3, max_steps=3,
+             ckpt_every_minutes=None, export=False, restore_best=False, progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert any(line.startswith("[epoch 1/") and "batch" in line for line in err.splitlines())
