@@ -209,6 +209,11 @@ def export_run(
         out = export_model(model, tokenizer, folder)
     else:
         out = export_state(load_model_state(run.checkpoints, experience), base, folder)
+    adapter = run.path / "adapters" / f"exp_{experience:03d}"
+    if adapter.is_dir():  # train.save_adapters: the unmerged adapter of this experience
+        import shutil
+
+        shutil.copytree(adapter, out / "adapter", dirs_exist_ok=True)
     info = {
         "run_dir": str(Path(run_dir).resolve()),
         "run_name": state.get("run_name"),

@@ -73,6 +73,10 @@ class RunSetup:
         # Config errors in plugins/schedules before any data or model work; the run uses them.
         self.plugins = build_plugins(cfg)
         self.folder.create()
+        if cfg["train"].get("save_adapters"):
+            for plugin in self.plugins:
+                if hasattr(plugin, "save_adapters_to"):
+                    plugin.save_adapters_to = str(self.folder.path / "adapters")
         (self.folder.path / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
         self.info = prepare_stream(cfg, progress=self.progress)
         self.folder.artifacts.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,13 @@ class SSVDOConfig(PeftConfig):
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Modules apart from SSVD-O layers to train and save."}
     )
+    layer_overrides: dict[str, dict[str, Any]] | None = field(
+        default=None,
+        metadata={
+            "help": "Full module name -> settings that differ from the above for that layer "
+            "(a budget schedule gives each layer its own ranks)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +104,11 @@ class SSVDOConfig(PeftConfig):
         if isinstance(self.exclude_modules, list):
             self.exclude_modules = set(self.exclude_modules)
         self.settings.required()  # validates
+        for name, override in (self.layer_overrides or {}).items():
+            try:
+                self.settings.replace(**override).required()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"layer_overrides[{name!r}]: {exc}") from exc
 
     @property
     def settings(self) -> SSVDOSettings:
@@ -244,7 +256,10 @@ class SSVDOModel(BaseTuner):
                 f"target {current_key!r} is inside torch.nn.MultiheadAttention, whose fused kernel reads "
                 "the weight directly; SSVD-O never wraps it"
             )
-        settings = ssvdo_config.layer_settings
+        settings = {
+            **ssvdo_config.layer_settings,
+            **(ssvdo_config.layer_overrides or {}).get(current_key, {}),
+        }
         if isinstance(target, SSVDOPeftLinear):
             target.update_layer(adapter_name, **settings)
             return

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -54,6 +55,7 @@ from cl_ssvdo.schedule import SUBSPACE_CHOICES, BudgetSchedule, LayerSetting
 from cl_ssvdo.ssvdo import basis_drift, inject_layers, merge_ssvdo
 from cl_ssvdo.ssvdo.diagnostics import choose_subspace, ssvdo_diagnostics
 from cl_ssvdo.ssvdo.inject import ssvdo_layers
+from cl_ssvdo.ssvdo.save import save_ssvdo_adapters
 from cl_ssvdo.ssvdo.settings import DEFAULTS, SSVDOSettings
 
 from .base import (
@@ -127,6 +129,9 @@ class SSVDOPlugin(AdapterPlugin):
         self.outer = bool(outer)
         self._flags: dict[str, bool] = {}
         self._resolved: list[LayerSetting] = []
+        # When set (``train.save_adapters``): each experience's adapters, unmerged, in peft's
+        # format under <folder>/exp_<row> before they are merged.
+        self.save_adapters_to: str | None = None  # a str: plugin state is checkpointed as data
 
     def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
         self.schedule.validate(n_experiences, self.target_layers(model), outer=self.outer)
@@ -200,6 +205,9 @@ class SSVDOPlugin(AdapterPlugin):
         ]
         record.drift_u = max((d["U"] for d in drifts.values()), default=0.0)
         record.drift_v = max((d["V"] for d in drifts.values()), default=0.0)
+        if self.save_adapters_to is not None:
+            row = record.experience + 1  # the WER-matrix row (and model_exp_<row>) it produces
+            save_ssvdo_adapters(model, Path(self.save_adapters_to) / f"exp_{row:03d}")
         merge_ssvdo(model)
         for n, p in model.named_parameters():
             if n in self._flags:

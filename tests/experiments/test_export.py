@@ -148,3 +148,35 @@ def test_a_run_with_log_models_logs_each_experience_as_an_mlflow_model(
     )
     asr = EncoderASR.from_hparams(source=str(folder), savedir=str(folder))
     assert list(served) == [asr.transcribe_file(wav)]
+
+
+def test_save_adapters_keeps_each_experience_unmerged_in_peft_format(
+    tiny_config, store_uri: str, tmp_path: Path
+) -> None:
+    """``train.save_adapters``: the SSVD-O adapter of experience 2, loaded by stock peft onto
+    the model after experience 1 and merged, gives the model after experience 2; export copies
+    it next to the merged folder."""
+    from peft import PeftModel
+
+    from experiments.checkpoint import load_model_state
+    from experiments.runner import run_experiment
+
+    cfg = tiny_config(
+        "ssvdo",
+        {
+            "stream.domains": ["adult", "child"],
+            "train.save_adapters": True,
+            "strategy.adapter.schedule": {"constant": {"inner_ratio": 0.25, "outer_rank": 4}},
+        },
+    )
+    result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    assert sorted(p.name for p in (result.run_dir / "adapters").iterdir()) == ["exp_001", "exp_002"]
+    out = export_run(result.run_dir, tmp_path / "shipped", after=2).folder
+    assert (out / "adapter" / "adapter_config.json").is_file()
+
+    model, _, _ = load_pretrained(result.summary.get("base_model") or cfg["model"]["pretrained"])
+    model.load_state_dict(load_model_state(result.run_dir / "checkpoints", 1))
+    merged = PeftModel.from_pretrained(model, out / "adapter").merge_and_unload()
+    after = load_model_state(result.run_dir / "checkpoints", 2)
+    for name, tensor in merged.state_dict().items():
+        torch.testing.assert_close(tensor, after[name], rtol=1e-5, atol=1e-5, msg=name)
