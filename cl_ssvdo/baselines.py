@@ -51,6 +51,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import nn
@@ -172,6 +173,33 @@ class AdapterHandle:
             count = sum(p.numel() for p in module.parameters() if p.requires_grad)
             rows.append(AdapterLayer(name, self._shapes[name], count))
         return rows
+
+    def save_adapter(self, folder: str | Path) -> Path:
+        """The unmerged adapter as a peft folder (``save_pretrained`` format), loadable onto the
+        plain model it was applied to: ``PeftModel.from_pretrained(plain, folder)``.
+
+        LoRA and DoRA (their base weights are the plain model's); SSVD-O/SSVD layers are saved
+        by :func:`cl_ssvdo.ssvdo.save.save_ssvdo_adapters`. PiSSA rewrites the base weights
+        (W - BA), so its adapter alone does not load onto the plain model: ``NotImplementedError``.
+        """
+        if self.method not in ("lora", "dora") or self.merged:
+            raise NotImplementedError(
+                f"save_adapter: {self.method} {'(merged) ' if self.merged else ''}has no unmerged "
+                "adapter that loads onto the plain model (lora and dora do)"
+            )
+        import copy
+
+        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+        state = get_peft_model_state_dict(self._tuner, adapter_name="default")
+        config = copy.deepcopy(self._tuner.peft_config["default"])
+        fresh = get_peft_model(copy.deepcopy(self._tuner).unload(), config)
+        # the tuner's keys are "model.<layer>...", a PeftModel's "base_model.model.<layer>..."
+        result = set_peft_model_state_dict(fresh, {"base_model." + k: v for k, v in state.items()})
+        if result.unexpected_keys:
+            raise RuntimeError(f"save_adapter: keys that do not fit: {result.unexpected_keys[:5]}")
+        fresh.save_pretrained(str(folder))
+        return Path(folder)
 
     def merge(self) -> nn.Module:
         """Write the adapted weights into the layers and remove every adapter module.

@@ -172,6 +172,10 @@ class AdapterPlugin(SupervisedPlugin):
         # Target weights before the current experience and before the first one.
         self._w_before: dict[str, torch.Tensor] | None = None
         self._w_start: dict[str, torch.Tensor] | None = None
+        # ``train.save_adapters``: each experience's adapter, unmerged, as a peft folder
+        # <save_adapters_to>/exp_<row> written just before the merge (SSVD-O, SSVD, LoRA, DoRA).
+        # A str, not a Path: plugin state is checkpointed as data.
+        self.save_adapters_to: str | None = None
 
     # -------------------------------------------------------------- subclass API
     def attach(self, strategy, experience: int) -> ExperienceRecord:

@@ -35,6 +35,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -172,6 +173,9 @@ class BaselinePlugin(AdapterPlugin):
         )
 
     def detach(self, strategy, record: ExperienceRecord) -> None:
+        if self.save_adapters_to is not None and self.adapter_method in ("lora", "dora"):
+            row = record.experience + 1  # the WER-matrix row (and model_exp_<row>) it produces
+            self._handle.save_adapter(Path(self.save_adapters_to) / f"exp_{row:03d}")
         merged = self._handle.merge()
         if merged is not strategy.model:
             strategy.model = merged

@@ -129,9 +129,6 @@ class SSVDOPlugin(AdapterPlugin):
         self.outer = bool(outer)
         self._flags: dict[str, bool] = {}
         self._resolved: list[LayerSetting] = []
-        # When set (``train.save_adapters``): each experience's adapters, unmerged, in peft's
-        # format under <folder>/exp_<row> before they are merged.
-        self.save_adapters_to: str | None = None  # a str: plugin state is checkpointed as data
 
     def validate_stream(self, model: nn.Module, n_experiences: int) -> None:
         self.schedule.validate(n_experiences, self.target_layers(model), outer=self.outer)

@@ -174,9 +174,28 @@ def test_save_adapters_keeps_each_experience_unmerged_in_peft_format(
     out = export_run(result.run_dir, tmp_path / "shipped", after=2).folder
     assert (out / "adapter" / "adapter_config.json").is_file()
 
-    model, _, _ = load_pretrained(result.summary.get("base_model") or cfg["model"]["pretrained"])
+    model, _, _ = load_pretrained(cfg["model"]["pretrained"])
     model.load_state_dict(load_model_state(result.run_dir / "checkpoints", 1))
     merged = PeftModel.from_pretrained(model, out / "adapter").merge_and_unload()
     after = load_model_state(result.run_dir / "checkpoints", 2)
+    for name, tensor in merged.state_dict().items():
+        torch.testing.assert_close(tensor, after[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_save_adapters_keeps_lora_unmerged_in_peft_format(tiny_config, store_uri: str) -> None:
+    """The same for LoRA: stock peft loads experience 1's adapter onto the base and merging
+    gives the model after experience 1."""
+    from peft import PeftModel
+
+    from experiments.checkpoint import load_model_state
+    from experiments.runner import run_experiment
+
+    cfg = tiny_config("lora", {"stream.domains": ["adult"], "train.save_adapters": True})
+    result = run_experiment(cfg, seed=0, tracking_uri=store_uri, progress=False)
+    model, _, _ = load_pretrained(cfg["model"]["pretrained"])
+    model.load_state_dict(load_model_state(result.run_dir / "checkpoints", 0))
+    adapter = result.run_dir / "adapters" / "exp_001"
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    after = load_model_state(result.run_dir / "checkpoints", 1)
     for name, tensor in merged.state_dict().items():
         torch.testing.assert_close(tensor, after[name], rtol=1e-5, atol=1e-5, msg=name)
