@@ -5,6 +5,7 @@ and logs in one temporary folder (no systemd, no cgroups: ``proctrack/linuxproc`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -87,6 +88,12 @@ class SlurmCluster:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        # Cancel what still runs first: job steps (slurmstepd) outlive slurmd otherwise.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["scancel", "--full", "--partition", self.partition],
+                           env={**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")},
+                           capture_output=True, timeout=30)  # fmt: skip
+            time.sleep(2)
         for proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()
