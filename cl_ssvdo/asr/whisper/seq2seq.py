@@ -131,7 +131,18 @@ class WhisperSeq2Seq(nn.Module):
     def loss(self, output: WhisperOutput, words: Sequence[str]) -> torch.Tensor:
         """Mean token cross-entropy of the teacher-forced decoder (text tokens and eot)."""
         inputs, labels = self.targets(words, output.enc.device)
-        hidden = self.decoder(input_ids=inputs, encoder_hidden_states=output.enc, use_cache=False)
+        # The causal mask built here, as a 4-D mask transformers takes as it is: left to build
+        # its own, it reads a device tensor back to the host (a packed-sequence or an
+        # all-ones-padding check), one CUDA sync per step. Padding sits after every real
+        # token, so causality alone is the right mask.
+        length = inputs.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+        hidden = self.decoder(
+            input_ids=inputs,
+            attention_mask=causal.expand(inputs.shape[0], 1, length, length),
+            encoder_hidden_states=output.enc,
+            use_cache=False,
+        )
         logits = (
             hidden.last_hidden_state
             @ self.decoder.embed_tokens.weight.to(hidden.last_hidden_state.dtype).t()
