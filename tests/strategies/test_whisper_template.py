@@ -17,7 +17,8 @@ from cl_ssvdo.asr.whisper.model import WhisperBackbone, load_speechbrain_whisper
 from cl_ssvdo.asr.whisper.seq2seq import WhisperSeq2Seq
 from cl_ssvdo.asr.whisper.tiny import save_tiny_whisper
 from cl_ssvdo.data import StreamError
-from strategies.adapters.ssvdo import SSVDOPlugin
+from strategies.adapters.peft import BaselinePlugin
+from strategies.adapters.ssvdo import SSVDOPlugin, SSVDPlugin
 from strategies.metrics.wer import WERMatrix
 from strategies.template import ASRModel, ASRTemplate
 
@@ -117,6 +118,34 @@ def test_ssvdo_plugin_trains_whisper_ffns_and_merges(sb_whisper, small_bench, on
     assert {n for n, _ in model.named_parameters()} == set(plain)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, plain[n])}
     assert changed and all(n.endswith(("fc1.weight", "fc2.weight")) for n in changed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "plugin",
+    [
+        lambda: SSVDPlugin(schedule={"constant": {"inner_ratio": 0.5}}, targets=("*.fc1", "*.fc2")),
+        lambda: BaselinePlugin("lora", targets=("*.fc1", "*.fc2"), rank=2),
+        lambda: BaselinePlugin("dora", targets=("*.fc1", "*.fc2"), rank=2),
+        lambda: BaselinePlugin("pissa", targets=("*.fc1", "*.fc2"), rank=2),
+        lambda: BaselinePlugin("full", targets=("*.fc1", "*.fc2")),
+    ],
+    ids=["ssvd", "lora", "dora", "pissa", "full"],
+)
+def test_every_adapter_method_trains_whisper_ffns_and_merges(
+    plugin, sb_whisper, small_bench, one_thread
+) -> None:
+    """SSVD, LoRA, DoRA, PiSSA and full fine-tuning on the same fc1/fc2 globs: the loss moves
+    down, and the merged model has the plain parameters, changed on the FFN weights only."""
+    calls, adapter = Calls(), plugin()
+    model, strategy = _seq2seq_strategy(sb_whisper, [adapter, calls], lr=3e-2, steps=6)
+    plain = {n: p.detach().clone() for n, p in model.named_parameters()}
+    strategy.train(small_bench.train_stream[1])
+    assert calls.losses[-1] < calls.losses[0]
+    merged = dict(strategy.model.named_parameters())
+    assert set(merged) == set(plain)
+    changed = {n for n, p in merged.items() if not torch.equal(p, plain[n])}
+    assert changed and all(n.split(".")[-2] in ("fc1", "fc2") for n in changed)  # full: biases too
 
 
 @pytest.mark.slow
