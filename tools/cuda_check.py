@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
 from cl_ssvdo.ssvdo import SSVDOLinear
+from tools.adapter_bench.timing import median_time
 
 # (in, out, tokens): Whisper-tiny fc1 on a 30 s window, its fc2, an OWSM-like FFN.
 SHAPES = [(384, 1536, 1500), (1536, 384, 1500), (1024, 4096, 4096)]
@@ -50,20 +50,9 @@ def _perturb(layer: SSVDOLinear, scale: float = 1e-2) -> None:
                 p.add_(scale * torch.randn_like(p))
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _time(fn, repeats: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    _sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync()
-    return (time.perf_counter() - start) / repeats * 1e3
+def _time_ms(fn, device: str) -> float:
+    """Median of 20 synced calls after 3 warm-ups, in ms (the adapter benchmark's timer)."""
+    return 1e3 * median_time(fn, torch.device(device), warmup=3, repeats=20)
 
 
 def check_shape(
@@ -120,7 +109,7 @@ def check_shape(
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t_ssvdo = _time(lambda: step())
+    t_ssvdo = _time_ms(step, device)
     mem_ssvdo = torch.cuda.max_memory_allocated() if cuda else 0
     trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     frozen = nn.Linear(n_in, n_out).to(device).requires_grad_(False)
@@ -130,7 +119,7 @@ def check_shape(
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
             frozen(xf).float().square().mean().backward()
 
-    t_frozen = _time(frozen_step)
+    t_frozen = _time_ms(frozen_step, device)
     out: dict[str, Any] = {
         "shape": [n_in, n_out, tokens],
         "path": path,
@@ -168,7 +157,7 @@ def _lora(n_in: int, n_out: int, x: torch.Tensor, budget: int) -> dict[str, Any]
             model(x).float().square().mean().backward()
 
     torch.cuda.reset_peak_memory_stats()
-    ms = _time(step)
+    ms = _time_ms(step, "cuda")
     return {
         "lora_rank": rank,
         "lora_step_ms": ms,
