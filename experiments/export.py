@@ -98,15 +98,14 @@ WHISPER_PREFIX = "backbone.whisper.model."  # WhisperSeq2Seq's keys of the HF Wh
 def export_whisper_state(
     state: Mapping[str, torch.Tensor], base_folder: str | Path, folder: str | Path
 ) -> Path:
-    """A Whisper seq2seq model's plain state dict (adapters merged) as a folder like the base:
-    the HF ``WhisperForConditionalGeneration`` with the new weights, the base's tokenizer,
-    feature extractor and generation config, and SpeechBrain's ``hyperparams.yaml`` (load with
-    ``cl_ssvdo.asr.whisper.hf_folder.load_whisper_asr`` or ``transformers``)."""
-    import shutil
+    """A Whisper seq2seq model's plain state dict (adapters merged) as a folder like the base,
+    written by the same :func:`~cl_ssvdo.asr.whisper.hf_folder.write_export_folder` as
+    ``cl-ssvdo models export``: the HF ``WhisperForConditionalGeneration`` with the new weights,
+    the base's config, generation config and tokenizer, and SpeechBrain's ``hyperparams.yaml``
+    (load with ``cl_ssvdo.asr.whisper.hf_folder.load_whisper_asr`` or ``transformers``)."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperTokenizer
 
-    from transformers import WhisperForConditionalGeneration
-
-    from cl_ssvdo.asr.whisper.hf_folder import write_speechbrain_hparams
+    from cl_ssvdo.asr.whisper.hf_folder import write_export_folder
 
     weights = {
         "model." + k[len(WHISPER_PREFIX) :]: v
@@ -117,23 +116,18 @@ def export_whisper_state(
         raise ValueError(
             f"export: the state dict has no {WHISPER_PREFIX}* keys (not a Whisper model)"
         )
-    hf = WhisperForConditionalGeneration.from_pretrained(str(base_folder))
-    missing, unexpected = hf.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
-    if missing or unexpected:
+    if "model.decoder.embed_tokens.weight" in weights:  # the output projection is tied to it
+        weights["proj_out.weight"] = weights["model.decoder.embed_tokens.weight"]
+    base = str(base_folder)
+    config = WhisperConfig.from_pretrained(base, local_files_only=True)
+    generation = GenerationConfig.from_pretrained(base, local_files_only=True)
+    tokenizer = WhisperTokenizer.from_pretrained(base, local_files_only=True)
+    try:
+        return write_export_folder(Path(folder), weights, config, generation, tokenizer)
+    except RuntimeError as exc:  # load_state_dict(strict=True): names the keys that do not fit
         raise ValueError(
-            f"export: the state dict does not fit the base model {base_folder}: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    weight_files = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"}
-    for item in Path(base_folder).iterdir():  # tokenizer, feature extractor, generation config
-        if item.is_file() and item.name not in weight_files and item.name != EXPORT_INFO:
-            shutil.copy2(item, out / item.name)
-    hf.save_pretrained(out)
-    write_speechbrain_hparams(out)
-    return out
+            f"export: the state dict does not fit the base model {base_folder}: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
