@@ -140,8 +140,7 @@ def inject_layers(
     summaries = []
     for name, module, settings in layers:
         adapter = SSVDOLinear(module, **settings.to_dict())
-        parent_name, _, child_name = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child_name, adapter)
+        replace_module(model, name, adapter)
         trainable = 0
         for param in adapter.trainable_parameters:
             param.requires_grad_(True)
@@ -157,6 +156,12 @@ def inject_layers(
             )
         )
     return summaries
+
+
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` where ``model``'s submodule ``name`` (dotted) is."""
+    parent_name, _, child_name = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child_name, module)
 
 
 def ssvdo_layers(model: nn.Module) -> Iterator[tuple[str, SSVDOLinear]]:
@@ -178,5 +183,4 @@ def merge_ssvdo(model: nn.Module) -> None:
         )
     for name, layer in list(ssvdo_layers(model)):
         layer.merge()
-        parent_name, _, child_name = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child_name, layer.base_layer)
+        replace_module(model, name, layer.base_layer)

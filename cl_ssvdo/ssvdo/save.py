@@ -32,7 +32,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .inject import ssvdo_layers
+from .inject import replace_module, ssvdo_layers
 from .layer import SSVDOLinear
 
 __all__ = ["plain_copy", "save_ssvdo_adapters"]
@@ -44,9 +44,7 @@ def plain_copy(model: nn.Module) -> nn.Module:
     for name, layer in list(ssvdo_layers(out)):
         if layer.merged:
             raise ValueError(f"{name}: a merged SSVDOLinear has no unmerged adapter to save")
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, layer.base_layer)
+        replace_module(out, name, layer.base_layer)
     return out
 
 
