@@ -426,9 +426,13 @@ def load_model_state(folder: str | Path, experience: int) -> dict[str, torch.Ten
     path = model_state_path(folder, experience)
     if not path.is_file():
         kept = sorted(p.name for p in Path(folder).glob("model_exp_*.pt"))
-        raise FileNotFoundError(
-            f"no model state after experience {experience}: {path} (kept: {kept})"
+        hint = (
+            f"kept: {kept}"
+            if kept
+            else "the run kept none: it ran with train.checkpoint: false (the Whisper CPU "
+            "default); rerun it with --set train.checkpoint=true"
         )
+        raise FileNotFoundError(f"no model state after experience {experience}: {path} ({hint})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

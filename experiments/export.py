@@ -189,11 +189,6 @@ def export_run(
     domains = list(state.get("domains", []))
     domain = "base" if experience == 0 else domains[experience - 1]
     base = state["base_model"]
-    if experience > 0 and not any(run.checkpoints.glob("model_exp_*.pt")):
-        raise FileNotFoundError(
-            f"export: {run_dir} kept no model states (it ran with train.checkpoint: false, the "
-            "Whisper CPU default): rerun it with --set train.checkpoint=true to export it"
-        )
     if kind == "whisper":
         out = export_whisper_state(load_model_state(run.checkpoints, experience), base, folder)
     elif experience == 0:

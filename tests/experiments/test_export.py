@@ -199,3 +199,11 @@ def test_save_adapters_keeps_lora_unmerged_in_peft_format(tiny_config, store_uri
     after = load_model_state(result.run_dir / "checkpoints", 1)
     for name, tensor in merged.state_dict().items():
         torch.testing.assert_close(tensor, after[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_a_run_without_model_states_says_which_setting_keeps_them(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "no-states").create()
+    (run.path / "config.yaml").write_text("name: naive\nmodel: {kind: ctc}\n")
+    run.update_state(mode="sequential", completed=2, domains=["adult", "child"], base_model="x")
+    with pytest.raises(FileNotFoundError, match="train.checkpoint: false"):
+        export_run(run.path, tmp_path / "out", after=2)
