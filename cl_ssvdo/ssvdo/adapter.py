@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .completion import exact_factors, is_rank_deficient
-from .decompose import apply_complement, complement_reflectors, singular_triplets
+from .decompose import apply_complement
+from .factorise import factorise
 from .forward import DeltaBlocks, cheapest_path, hybrid_linear, recompute_input_grad
 from .rotations import inner_rotation, inner_scale, outer_rotation, outer_rotation_cholesky
 from .serial import serial_call
@@ -85,6 +85,7 @@ class SSVDOAdapter(nn.Module):
         validate_settings(inner_ratio, outer_rank, tau, rotation, subspace, parameterisation)
         self.out_features, self.in_features = int(out_features), int(in_features)
         self.forward_path = "auto"
+        self.decomposition_route: str | None = None  # TopFactors.route of the last set-up
         self._configure(
             inner_ratio,
             outer_rank,
@@ -164,25 +165,22 @@ class SSVDOAdapter(nn.Module):
         return tuple(getattr(self, name) for name in self.generator_names)
 
     @torch.no_grad()
-    def decompose_weight(self, weight: torch.Tensor) -> None:
+    def decompose_weight(self, weight: torch.Tensor, route: str | None = None) -> None:
         """Factorise ``weight`` (m, n) and reset the generators to zero (adapter = identity).
 
-        A weight with a numerically zero singular value among J takes the exact route of
-        ``completion.exact_factors`` (float64 QR + SVD of R), which makes U_J, V_J and U_perp
-        consistent; see ``docs/ssvdo.md``.
+        ``factorise.factorise`` picks the route (``route``, or the one ``decompose.use_route``
+        set; "auto" by default). A weight with a numerically zero singular value among J takes
+        the exact route of ``completion.exact_factors`` (float64 QR + SVD of R), which makes
+        U_J, V_J and U_perp consistent; see ``docs/ssvdo.md``.
         """
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(
                 f"weight shape {tuple(weight.shape)} != adapter shape {(self.out_features, self.in_features)}"
             )
-        factors = singular_triplets(weight, self._indices)
-        reflectors = h_tau = None
-        if is_rank_deficient(factors.s, weight):
-            factors, reflectors, h_tau = exact_factors(
-                weight, self._indices, complement=bool(self.outer_rank)
-            )
-        elif self.outer_rank:
-            reflectors, h_tau = complement_reflectors(weight)
+        factors, reflectors, h_tau = factorise(
+            weight, self._indices, complement=bool(self.outer_rank), route=route
+        )
+        self.decomposition_route = factors.route
         self.svd_U.copy_(factors.U)
         self.svd_s.copy_(factors.s)
         self.svd_V.copy_(factors.V)

@@ -100,3 +100,12 @@ def test_stat_reduces_every_row_by_the_chosen_statistic() -> None:
         for row in result["rows"]:
             assert len(row["step_ms_all"]) == 3
             assert row["step_ms"] == stat(row["step_ms_all"])
+
+
+def test_setup_only_prints_one_row_per_stack(capsys) -> None:
+    report = adapter_bench.main(["--quick", "--setup-only", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "| set-up / SVD | randomised / SVD |" in out and "| quick (" in out
+    (row,) = report["setup"]
+    assert set(row["vs_full_svd"]) == {"ssvdo", "ssvdo_randomized", "complement", "full_svd"}
+    assert row["routes"] == ["qr-float64"]  # the tiny layers: J covers most of the spectrum

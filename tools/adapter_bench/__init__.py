@@ -29,14 +29,16 @@ with residuals, targets ``*ffn.0`` / ``*ffn.3``, ``tokens`` rows of input):
   step (:class:`LiveBytes`: activations, temporaries, gradients; what the CUDA figure counts).
   The JSON also keeps the older "account" (saved-for-backward tensors, no temporaries).
 - inference (no grad) of the merged SSVD-O model vs the base model.
-- set-up: SSVD-O injection (its decomposition) of all targets vs one full thin
-  ``torch.linalg.svd`` of the same weights, and its two parts: the singular triplets alone
-  (``decompose.singular_triplets``) and the Householder QR of the layers with an outer rank.
+- set-up (``setup_cost``): SSVD-O injection (its decomposition) of all targets vs one full
+  thin ``torch.linalg.svd`` of the same weights, the routes it took, the same injection on the
+  opt-in randomised route, and what one Householder QR of the layers with an outer rank costs
+  alone. ``--setup-only`` measures just this, one table row per stack.
 - adapter buffers: bytes SSVD-O stores beside the frozen weights vs those weights' bytes.
 
 Modules: ``shapes`` (the stacks), ``peer`` (full-factor reference), ``arithmetic`` (MAC bound),
-``variant`` (a model under test and its step), ``timing``, ``memory``, ``stack`` (one stack
-measured), ``report`` (tables and verdicts), ``cli`` (flags and ``main``).
+``variant`` (a model under test and its step), ``timing``, ``memory``, ``setup_cost``
+(set-up vs thin SVD), ``stack`` (one stack measured), ``report`` (tables and verdicts),
+``cli`` (flags and ``main``).
 """
 
 from tools.adapter_bench.arithmetic import arithmetic_macs

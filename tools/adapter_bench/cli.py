@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from tools.adapter_bench.report import format_report
+from tools.adapter_bench.setup_cost import SETUP_HEADER, format_setup, stack_setup_cost
 from tools.adapter_bench.shapes import QUICK, STACKS, StackShape
 from tools.adapter_bench.stack import bench_stack
 from tools.adapter_bench.timing import STATISTICS, load_average
@@ -58,6 +59,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--peer-default-only",
         action="store_true",
         help=f"full-factor reference at the default share only (not every share >= {PEER_MIN_SHARE})",
+    )
+    p.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="only the set-up cost (SSVD-O injection vs thin SVD) at the default share",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -135,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.setup_only:
+        return _setup_only(args, stacks, device, stat, machine)
     results = []
     for shape in stacks:
         result = bench_stack(
@@ -166,6 +174,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "argv": list(argv) if argv is not None else None,
         "stacks": results,
     }
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return report
+
+
+def _setup_only(
+    args: argparse.Namespace,
+    stacks: Sequence[StackShape],
+    device: torch.device,
+    stat: Any,
+    machine: str,
+) -> dict[str, Any]:
+    """``--setup-only``: one table row per stack (``setup_cost.format_setup``)."""
+    print("\n" + SETUP_HEADER, flush=True)
+    results = []
+    for shape in stacks:
+        result = stack_setup_cost(
+            shape,
+            budget_params=args.budget,
+            lora_rank=args.lora_rank,
+            default_share=args.default_share,
+            repeats=args.repeats,
+            device=device,
+            seed=args.seed,
+            stat=stat,
+        )
+        results.append(result)
+        print(format_setup(result), flush=True)
+    report = {"machine": machine, "torch": torch.__version__, "statistic": args.stat}
+    report["setup"] = results
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2, default=str)

@@ -14,10 +14,10 @@ from torch import nn
 
 from cl_ssvdo import budget
 from cl_ssvdo.baselines import apply_adapter, resolve_targets
-from cl_ssvdo.ssvdo.decompose import complement_reflectors, singular_triplets
 from tools.adapter_bench.arithmetic import arithmetic_macs
 from tools.adapter_bench.memory import adapter_buffer_bytes, step_memory
 from tools.adapter_bench.peer import apply_full_factor
+from tools.adapter_bench.setup_cost import setup_cost
 from tools.adapter_bench.shapes import TARGETS, FFStack, StackShape
 from tools.adapter_bench.timing import load_average, median_time, sync
 from tools.adapter_bench.variant import Variant, variant_ranks
@@ -143,48 +143,9 @@ def bench_stack(
         )
 
     # Set-up: decomposition of all targets vs one full thin SVD of the same weights.
-    weights = [base.get_submodule(n).weight.detach() for n in names]
-
-    def ssvdo_setup() -> None:
-        apply_adapter(copy.deepcopy(base), "ssvdo", list(TARGETS), allocation=default_alloc)
-
-    def copy_only() -> None:
-        copy.deepcopy(base)
-
-    def full_svd() -> None:
-        # Tall orientation (same factors): LAPACK's SVD of a wide matrix is several times
-        # slower here and would flatter the comparison.
-        for w in weights:
-            torch.linalg.svd(w if w.shape[0] >= w.shape[1] else w.T, full_matrices=False)
-
-    default_layers = [ssvdo_by_share[default_share].model.get_submodule(n) for n in names]
-    parts = [
-        (w, la._indices, la.outer_rank > 0) for w, la in zip(weights, default_layers, strict=True)
-    ]
-
-    def triplets() -> None:
-        for w, indices, _ in parts:
-            singular_triplets(w, indices)
-
-    def complements() -> None:
-        for w, _, outer in parts:
-            if outer:
-                complement_reflectors(w)
-
-    routes = sorted({singular_triplets(w, idx).route for w, idx, _ in parts})
-    timers = {
-        "copy": copy_only,
-        "ssvdo": ssvdo_setup,
-        "triplets": triplets,
-        "complement": complements,
-        "full_svd": full_svd,
-    }
-    setup_times: dict[str, list[float]] = {k: [] for k in timers}
-    for _ in range(max(1, min(3, repeats))):  # interleaved, like the train steps
-        for key, fn in timers.items():
-            setup_times[key].append(median_time(fn, device, 0, 1, stat))
-    setup.update({k: stat(v) for k, v in setup_times.items()})
-    setup["ssvdo"] = max(setup["ssvdo"] - setup.pop("copy"), 0.0)
+    cost = setup_cost(base, names, default_alloc, device, min(3, repeats), stat)
+    setup.update(cost["seconds"])
+    routes = cost["routes"]
 
     # Adapter buffers vs the frozen weights they sit beside.
     default_v = ssvdo_by_share[default_share]
@@ -238,8 +199,8 @@ def bench_stack(
         "unmerged_inference_vs_base": inf_unmerged[default_v.label] / inf_base,
         "lora_unmerged_inference_vs_base": inf_unmerged[variants[1].label] / inf_base,
         "setup_vs_full_svd": setup["ssvdo"] / setup["full_svd"],
-        "triplets_vs_full_svd": setup["triplets"] / setup["full_svd"],
-        "complement_vs_full_svd": setup["complement"] / setup["full_svd"],
+        "randomized_setup_vs_full_svd": cost["vs_full_svd"]["ssvdo_randomized"],
+        "complement_vs_full_svd": cost["vs_full_svd"]["complement"],
         "buffers_vs_frozen_weights": extra / frozen_bytes,
         "buffers_vs_frozen_weights_worst_layer": worst_layer,
         "peer_buffers_vs_frozen_weights": (peer_extra / frozen_bytes) if peer else None,
