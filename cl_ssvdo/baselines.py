@@ -1,9 +1,11 @@
 """One interface to put SSVD-O or a baseline on the same layers of any ``nn.Module``.
 
 Methods: ``"ssvdo"`` and ``"ssvd"`` (this package's :class:`cl_ssvdo.SSVDOLinear`, SSVD being
-``outer_rank=0``), ``"lora"``, ``"dora"``, ``"pissa"`` (``peft``'s ``LoraModel`` tuner applied
-straight to the plain module -- no transformers model needed -- with ``use_dora=True`` or
-``init_lora_weights="pissa"``), and ``"full"`` (the targets' own weights and biases train).
+``outer_rank=0``), ``"lora"``, ``"dora"``, ``"pissa"``, ``"mica"``, ``"corda"`` (``peft``'s
+``LoraModel`` tuner applied straight to the plain module -- no transformers model needed -- with
+``use_dora=True`` or ``init_lora_weights="pissa"`` / ``"mica"`` / ``"corda"``), ``"osf"``
+(``peft``'s ``OSFModel``, orthogonal subspace fine-tuning) and ``"full"`` (the targets' own
+weights and biases train).
 
 Targets are glob patterns over module names (``fnmatch``, case-sensitive), e.g. ``"*ffn.0"``;
 an entry without ``*?[`` also matches as peft's ``target_modules`` list entries do (the exact
@@ -25,12 +27,29 @@ Settings per method:
   :func:`cl_ssvdo.budget.allocate` returns); ``tau``, ``rotation``, ``subspace``,
   ``parameterisation`` with the defaults of :class:`cl_ssvdo.ssvdo.settings.SSVDOSettings`.
   ``ssvd``: the same without ``outer_rank`` and ``allocation``.
-- ``lora`` / ``dora`` / ``pissa``: ``rank`` (required): one int for every layer, or one int per
-  matched layer in model order (what :func:`cl_ssvdo.budget.match_ranks` returns; passed to
-  peft as exact-name ``rank_pattern`` / ``alpha_pattern`` entries); ``alpha`` (default: each
-  layer's rank, i.e. scale ``alpha / rank = 1``; a number for every layer, or one per layer);
-  ``dropout=0.0``; ``pissa`` also ``pissa_init="pissa"`` (or ``"pissa_niter_<n>"``, peft's
-  fast randomized SVD).
+- ``lora`` / ``dora`` / ``pissa`` / ``mica`` / ``corda``: ``rank`` (required): one int for every
+  layer, or one int per matched layer in model order (what :func:`cl_ssvdo.budget.match_ranks`
+  returns; passed to peft as exact-name ``rank_pattern`` / ``alpha_pattern`` entries);
+  ``alpha`` (default: each layer's rank, i.e. scale ``alpha / rank = 1``; a number for every
+  layer, or one per layer); ``dropout=0.0``; ``pissa`` also ``pissa_init="pissa"`` (or
+  ``"pissa_niter_<n>"``, peft's fast randomized SVD).
+- ``mica`` (Minor Component Adaptation): ``B`` is the left singular vectors of the ``rank``
+  smallest singular values of ``W`` and stays frozen, ``A`` starts at zero and trains (so the
+  trainable count is ``rank * n``, :func:`cl_ssvdo.budget.mica_params`); ``rank <= min(m, n)``.
+- ``corda`` (context-oriented decomposition): ``calibration`` (required), a callable
+  ``calibration(model)`` that runs the plain model on calibration inputs; it is called once,
+  under ``torch.no_grad`` with the model in eval mode (each module's mode is restored after),
+  while hooks collect each target layer's input covariance ``C`` (:func:`corda_covariances`:
+  peft's per-call rule, one call = one sample, so feed one utterance per call and padding stays
+  out); peft's ``preprocess_corda`` then takes the SVD of ``W C`` (``corda_method="kpm"``,
+  knowledge-preserved: the smallest ``rank`` components become the trainable factors and the
+  base keeps the rest; ``"ipm"``: the largest). Like PiSSA it rewrites the base weight
+  (``W - BA``); ``rank <= min(m, n)``.
+- ``osf`` (orthogonal subspace fine-tuning): ``rank``, the number of trainable singular
+  triplets per layer (one int or one per layer), the bottom ones of ``W``'s SVD; peft's
+  ``effective_rank`` (the frozen top part, kept fixed by projecting the gradients of ``U_low``
+  and ``V_low`` off it) is ``min(m, n) - rank``, so ``1 <= rank <= min(m, n) - 1``; trainable
+  count ``rank * (m + n + 1)`` (:func:`cl_ssvdo.budget.osf_params`).
 - ``full``: ``bias=True``.
 
 Example
@@ -49,7 +68,7 @@ Example
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,16 +81,37 @@ from cl_ssvdo.ssvdo.targets import resolve_targets, target_matches
 __all__ = [
     "Method",
     "METHODS",
+    "LORA_METHODS",
+    "RANK_METHODS",
+    "CORDA_METHODS",
     "AdapterLayer",
     "AdapterHandle",
     "allowed_settings",
     "resolve_targets",
     "target_matches",
     "apply_adapter",
+    "corda_covariances",
 ]
 
-Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "full"]
-METHODS: tuple[str, ...] = ("ssvdo", "ssvd", "lora", "dora", "pissa", "full")
+Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "mica", "corda", "osf", "full"]
+METHODS: tuple[str, ...] = (
+    "ssvdo",
+    "ssvd",
+    "lora",
+    "dora",
+    "pissa",
+    "mica",
+    "corda",
+    "osf",
+    "full",
+)
+#: Methods built with peft's LoRA tuner (a rank, an alpha, a dropout).
+LORA_METHODS: tuple[str, ...] = ("lora", "dora", "pissa", "mica", "corda")
+#: Methods whose size is a per-layer rank (:data:`cl_ssvdo.budget.RANK_METHODS`).
+RANK_METHODS: tuple[str, ...] = (*LORA_METHODS, "osf")
+#: Methods whose rank may not exceed :func:`cl_ssvdo.budget.rank_cap` of the layer.
+_CAPPED = ("mica", "corda", "osf")
+CORDA_METHODS = ("kpm", "ipm")
 
 _SSVDO_SETTINGS = setting_defaults()
 _ALLOWED: dict[str, dict[str, Any]] = {
@@ -80,6 +120,15 @@ _ALLOWED: dict[str, dict[str, Any]] = {
     "lora": {"rank": None, "alpha": None, "dropout": 0.0},
     "dora": {"rank": None, "alpha": None, "dropout": 0.0},
     "pissa": {"rank": None, "alpha": None, "dropout": 0.0, "pissa_init": "pissa"},
+    "mica": {"rank": None, "alpha": None, "dropout": 0.0},
+    "corda": {
+        "rank": None,
+        "alpha": None,
+        "dropout": 0.0,
+        "corda_method": "kpm",
+        "calibration": None,
+    },
+    "osf": {"rank": None},
     "full": {"bias": True},
 }
 
@@ -123,6 +172,17 @@ def _settings(method: str, given: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"settings: method {method!r} needs {missing[0]}=...")
     if method in ("ssvdo", "ssvd"):
         _ssvdo_settings(out)  # bad values raise before the model is touched
+    if method == "corda":
+        if out["corda_method"] not in CORDA_METHODS:
+            raise ValueError(
+                f"corda_method: expected one of {list(CORDA_METHODS)}, got {out['corda_method']!r}"
+            )
+        if not callable(out["calibration"]):
+            raise ValueError(
+                "calibration: method 'corda' needs calibration=<callable(model)> that runs the "
+                "model on calibration inputs (each target layer's input covariance is collected "
+                f"during that pass), got {out['calibration']!r}"
+            )
     return out
 
 
@@ -213,7 +273,7 @@ class AdapterHandle:
             from cl_ssvdo.ssvdo import merge_ssvdo
 
             merge_ssvdo(self.model)
-        elif self.method in ("lora", "dora", "pissa"):
+        elif self.method in RANK_METHODS:
             self.model = self._tuner.merge_and_unload()
             self._tuner = None
             # peft's tuner sets ``model.peft_config``; a plain module should not keep it (a
@@ -255,17 +315,114 @@ def _check_int_rank(rank: Any, where: str = "rank") -> int:
     return rank
 
 
+def _ranks(s: dict[str, Any], names: list[str]) -> list[int]:
+    """Per-layer ranks from the ``rank`` setting (checked)."""
+    ranks = _per_layer("rank", s["rank"], names)
+    if ranks is None:
+        return [_check_int_rank(s["rank"])] * len(names)
+    return [_check_int_rank(r, f"rank[{i}]") for i, r in enumerate(ranks)]
+
+
 def _peft_ranks(s: dict[str, Any], names: list[str]) -> tuple[list[int], list[Any]]:
     """Per-layer ``(ranks, alphas)`` from the ``rank`` / ``alpha`` settings (checked)."""
-    ranks = _per_layer("rank", s["rank"], names)
-    alphas = _per_layer("alpha", s["alpha"], names)
-    if ranks is None:
-        ranks = [_check_int_rank(s["rank"])] * len(names)
-    else:
-        ranks = [_check_int_rank(r, f"rank[{i}]") for i, r in enumerate(ranks)]
+    ranks = _ranks(s, names)
+    alphas = _per_layer("alpha", s.get("alpha"), names)
     if alphas is None:
-        alphas = list(ranks) if s["alpha"] is None else [s["alpha"]] * len(names)
+        alphas = list(ranks) if s.get("alpha") is None else [s["alpha"]] * len(names)
     return ranks, alphas
+
+
+def _check_caps(model: nn.Module, method: str, names: list[str], ranks: list[int]) -> None:
+    """MiCA, CorDA and OSF take at most :func:`cl_ssvdo.budget.rank_cap` per layer."""
+    from cl_ssvdo.budget import rank_cap
+
+    for name, rank in zip(names, ranks, strict=True):
+        m, n = _linear_shape(model.get_submodule(name))
+        cap = rank_cap(method, m, n)
+        if rank > cap:
+            raise ValueError(
+                f"rank: {method} takes at most rank {cap} on layer {name!r} ({m} x {n}), got {rank}"
+            )
+
+
+_CORDA_FIELDS = ("covariance_matrix", "corda_method", "rank", "eigens")
+
+
+def corda_covariances(
+    model: nn.Module, names: Sequence[str], calibration: Callable[[nn.Module], Any]
+) -> dict[str, Any]:
+    """Each target layer's input covariance over ``calibration(model)``, as peft's CorDA hook
+    computes it: per forward call, the input as ``(tokens, features)`` (here every leading
+    dimension is flattened, so ``(B, T, D)`` and SpeechBrain's ``(T, B, D)`` both work; peft's
+    own hook only drops a leading batch dimension of 1), in float32, divided by its maximum,
+    ``X^T X``; then the mean over calls. The pass runs under ``torch.no_grad`` in eval mode;
+    every module's mode is restored after and no hook is left. ``ValueError`` (naming
+    ``calibration``) when a target layer is never run or gets a non-finite input."""
+    import torch
+
+    sums: dict[str, Any] = dict.fromkeys(names)
+    calls = dict.fromkeys(names, 0)
+
+    def hook(name: str):
+        def collect(module: nn.Module, args: tuple, output: Any) -> None:
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            x = x / torch.max(x).abs()
+            if not torch.isfinite(x).all():
+                raise ValueError(f"calibration: non-finite (or all-zero) input to layer {name!r}")
+            cov = x.t() @ x
+            sums[name] = cov if sums[name] is None else sums[name] + cov
+            calls[name] += 1
+
+        return collect
+
+    modes = {m: m.training for m in model.modules()}
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        model.eval()
+        with torch.no_grad():
+            calibration(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    silent = [n for n in names if not calls[n]]
+    if silent:
+        raise ValueError(
+            f"calibration: the calibration pass never ran target layers {silent} (CorDA needs "
+            "each target's input covariance)"
+        )
+    return {n: sums[n] / calls[n] for n in names}
+
+
+def _corda_calibrate(
+    model: nn.Module, config: Any, names: list[str], calibration: Callable[[nn.Module], Any]
+) -> None:
+    """CorDA's preprocessing: the covariances of :func:`corda_covariances`, handed to peft's
+    ``preprocess_corda`` through its ``covariance_file`` (a temporary file), which computes
+    and crops each target's eigens (``kpm``: the smallest ``rank``). On failure no field is
+    left on the layers."""
+    import tempfile
+
+    import torch
+    from peft.tuners.lora.corda import preprocess_corda
+
+    covariances = corda_covariances(model, names, calibration)
+    corda = config.corda_config
+    try:
+        with tempfile.TemporaryDirectory(prefix="corda-") as folder:
+            corda.covariance_file = str(Path(folder) / "covariance.pt")
+            torch.save(covariances, corda.covariance_file)
+            preprocess_corda(model, config)  # reads the file: no run_model needed
+    except BaseException:
+        for name in names:
+            layer = model.get_submodule(name)
+            for field in _CORDA_FIELDS:
+                if field in vars(layer):
+                    delattr(layer, field)
+        raise
+    finally:
+        corda.covariance_file = None  # the tuner keeps the config: no stale path in it
 
 
 def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, Any]) -> Any:
@@ -278,6 +435,13 @@ def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, An
         extra["use_dora"] = True
     elif method == "pissa":
         extra["init_lora_weights"] = s["pissa_init"]
+    elif method == "mica":
+        extra["init_lora_weights"] = "mica"
+    elif method == "corda":
+        from peft.tuners.lora.config import CordaConfig
+
+        extra["init_lora_weights"] = "corda"
+        extra["corda_config"] = CordaConfig(corda_method=s["corda_method"])
     if len(set(ranks)) > 1 or len(set(alphas)) > 1:
         # peft matches pattern keys as ``(.*\.)?(key)$``; a leading ^ inside the group only
         # matches with an empty prefix, so each key names exactly one module.
@@ -292,7 +456,31 @@ def _apply_peft(model: nn.Module, method: str, names: list[str], s: dict[str, An
         bias="none",
         **extra,
     )
+    if method == "corda":
+        _corda_calibrate(model, config, names, s["calibration"])
     return LoraModel(model, config, adapter_name="default")
+
+
+def _apply_osf(model: nn.Module, names: list[str], s: dict[str, Any]) -> Any:
+    from peft import OSFConfig
+    from peft.tuners.osf import OSFModel
+
+    ranks = _ranks(s, names)
+    # peft's ``effective_rank`` is the frozen top part; ``rank`` here is the trainable rest.
+    frozen = [
+        min(_linear_shape(model.get_submodule(n))) - r for n, r in zip(names, ranks, strict=True)
+    ]
+    config = OSFConfig(
+        effective_rank=frozen[0],
+        target_modules="^(?:" + "|".join(re.escape(n) for n in names) + ")$",
+        # OSF matches pattern keys with re.search: anchor both ends so each names one module.
+        rank_pattern=(
+            {"^" + re.escape(n) + "$": k for n, k in zip(names, frozen, strict=True)}
+            if len(set(frozen)) > 1
+            else None
+        ),
+    )
+    return OSFModel(model, config, adapter_name="default")
 
 
 def _apply_ssvdo(model: nn.Module, names: list[str], s: dict[str, Any]) -> None:
@@ -337,8 +525,10 @@ def apply_adapter(
     names = resolve_targets(model, targets)
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
     had_peft_config = "peft_config" in vars(model)
-    if method in ("lora", "dora", "pissa"):
-        _peft_ranks(s, names)  # bad ranks raise before the model is touched
+    if method in RANK_METHODS:  # bad ranks raise before the model is touched
+        ranks = _peft_ranks(s, names)[0] if method in LORA_METHODS else _ranks(s, names)
+        if method in _CAPPED:
+            _check_caps(model, method, names, ranks)
     model.requires_grad_(False)
     tuner = None
     if method in ("ssvdo", "ssvd"):
@@ -350,5 +540,14 @@ def apply_adapter(
             if s["bias"] and layer.bias is not None:
                 layer.bias.requires_grad_(True)
     else:
-        tuner = _apply_peft(model, method, names, s)
+        try:
+            if method == "osf":
+                tuner = _apply_osf(model, names, s)
+            else:
+                tuner = _apply_peft(model, method, names, s)
+        except BaseException:  # e.g. a failing CorDA calibration pass: flags as they were
+            for name, param in model.named_parameters():
+                if name in requires_grad:
+                    param.requires_grad_(requires_grad[name])
+            raise
     return AdapterHandle(model, method, names, s, requires_grad, tuner, had_peft_config)

@@ -10,8 +10,17 @@ SSVD       SSVD-O with ``l = 0``
 LoRA       ``r_lora * (m + n)``
 DoRA       ``r_lora * (m + n) + m`` (peft's magnitude vector, one per output row)
 PiSSA      ``r_lora * (m + n)``
+MiCA       ``r_lora * n`` (peft freezes ``B``, the minor left singular vectors; ``A`` trains)
+CorDA      ``r_lora * (m + n)``
+OSF        ``r * (m + n + 1)``: the bottom ``r`` singular triplets ``U_low`` (m x r),
+           ``S_low`` (r), ``V_low`` (r x n) train; peft's ``effective_rank`` (the frozen top
+           part) is ``min(m, n) - r``, so ``r <= min(m, n) - 1``
 full       ``m * n`` (``+ m`` with the bias)
 =========  ==========================================================================
+
+The rank-like methods (:data:`RANK_METHODS`) are matched to a budget by :func:`match_ranks`
+(per-layer rank steps of ``m + n``, ``n`` for MiCA, ``m + n + 1`` for OSF; ranks capped at
+``min(m, n)``, ``min(m, n) - 1`` for OSF).
 
 ``k``, ``l_eff`` and the SSVD-O count are those of :mod:`cl_ssvdo.ssvdo.settings` (the one
 place they are defined; ``round`` rounds halves up).
@@ -66,15 +75,22 @@ __all__ = [
     "lora_params",
     "dora_params",
     "pissa_params",
+    "mica_params",
+    "corda_params",
+    "osf_params",
     "full_params",
     "method_params",
     "total_params",
     "allocate",
     "match_rank",
     "match_ranks",
+    "RANK_METHODS",
+    "rank_cap",
 ]
 
-RankMethod = Literal["lora", "dora", "pissa"]
+RankMethod = Literal["lora", "dora", "pissa", "mica", "corda", "osf"]
+#: Methods whose size is a per-layer rank (matched to a budget by :func:`match_ranks`).
+RANK_METHODS: tuple[str, ...] = ("lora", "dora", "pissa", "mica", "corda", "osf")
 Shape = tuple[int, int]
 
 
@@ -115,6 +131,49 @@ def pissa_params(m: int, n: int, rank: int) -> int:
     return lora_params(m, n, rank)
 
 
+def mica_params(m: int, n: int, rank: int) -> int:
+    """MiCA (peft ``init_lora_weights="mica"``): ``B`` (m x rank) is set to the left singular
+    vectors of the ``rank`` smallest singular values and frozen; only ``A`` (rank x n) trains."""
+    check_shape(m, n)
+    _check_rank(rank)
+    return rank * n
+
+
+def corda_params(m: int, n: int, rank: int) -> int:
+    """CorDA (peft ``init_lora_weights="corda"``): LoRA's factors, initialised from the SVD of
+    the weight times the input covariance of calibration data."""
+    return lora_params(m, n, rank)
+
+
+def osf_params(m: int, n: int, rank: int) -> int:
+    """OSF (peft's orthogonal subspace fine-tuning) with ``rank`` trainable singular triplets:
+    ``U_low`` (m x rank), ``S_low`` (rank), ``V_low`` (rank x n); the top ``min(m, n) - rank``
+    directions stay frozen, so ``rank <= min(m, n) - 1``.
+
+    >>> osf_params(64, 16, 6)
+    486
+    """
+    check_shape(m, n)
+    _check_rank(rank)
+    if rank > min(m, n) - 1:
+        raise ValueError(
+            f"rank: OSF keeps at least one frozen direction, so rank <= min(m, n) - 1 = "
+            f"{min(m, n) - 1} for a {m} x {n} layer, got {rank}"
+        )
+    return rank * (m + n + 1)
+
+
+def rank_cap(method: str, m: int, n: int) -> int:
+    """The largest rank ``method`` takes on an ``m x n`` layer: ``min(m, n)`` (MiCA and PiSSA
+    need it; beyond it LoRA adds no expressiveness), ``min(m, n) - 1`` for OSF."""
+    return min(m, n) - 1 if method == "osf" else min(m, n)
+
+
+def _rank_step(method: str, m: int, n: int) -> int:
+    """Parameters one more rank costs on an ``m x n`` layer."""
+    return {"mica": n, "osf": m + n + 1}.get(method, m + n)
+
+
 def full_params(m: int, n: int, bias: bool = False) -> int:
     """Full fine-tuning of the layer's weight (and bias)."""
     check_shape(m, n)
@@ -129,6 +188,9 @@ def method_params(method: str, m: int, n: int, **setting: float | int | bool) ->
         "lora": lora_params,
         "dora": dora_params,
         "pissa": pissa_params,
+        "mica": mica_params,
+        "corda": corda_params,
+        "osf": osf_params,
         "full": full_params,
     }
     if method not in funcs:
@@ -259,22 +321,37 @@ def allocate(shapes: Sequence[Shape], budget: int, inner_share: float) -> list[t
     return [(k / r, lvl) for k, r, lvl in zip(ks, ranks, ls, strict=True)]
 
 
+def _check_rank_method(method: str, where: str) -> None:
+    if method not in RANK_METHODS:
+        raise ValueError(f"method: {where} supports {list(RANK_METHODS)}, got {method!r}")
+
+
+def _rank_caps(method: str, shapes: Sequence[Shape]) -> list[int]:
+    caps = [rank_cap(method, m, n) for m, n in shapes]
+    if min(caps) < 1:
+        i = caps.index(min(caps))
+        raise ValueError(
+            f"shapes[{i}]: {method} cannot adapt a {shapes[i][0]} x {shapes[i][1]} layer (its "
+            f"largest rank is {caps[i]})"
+        )
+    return caps
+
+
 def match_rank(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tuple[int, int]:
     """Largest rank (the same on every layer) whose total count does not exceed ``budget``.
 
-    The rank is capped at the smallest ``min(m, n)`` of the layers (PiSSA needs it; beyond it
-    LoRA adds no expressiveness). Returns ``(rank, total_count)``.
+    The rank is capped at the smallest :func:`rank_cap` of the layers (``min(m, n)``: PiSSA
+    needs it; beyond it LoRA adds no expressiveness). Returns ``(rank, total_count)``.
 
     >>> match_rank("lora", [(4096, 1024), (1024, 4096)] * 6, 1_000_000)
     (16, 983040)
     """
-    if method not in ("lora", "dora", "pissa"):
-        raise ValueError(f"method: match_rank supports 'lora', 'dora', 'pissa', got {method!r}")
+    _check_rank_method(method, "match_rank")
     shapes = _check_shapes(shapes)
     _check_budget(budget)
-    per_rank = sum(m + n for m, n in shapes)
+    per_rank = sum(_rank_step(method, m, n) for m, n in shapes)
     fixed = sum(m for m, _ in shapes) if method == "dora" else 0
-    rank = min((budget - fixed) // per_rank, min(min(s) for s in shapes))
+    rank = min((budget - fixed) // per_rank, min(_rank_caps(method, shapes)))
     if rank < 1:
         raise ValueError(
             f"budget: {budget} is below the smallest {method} setting (rank 1 costs "
@@ -317,14 +394,15 @@ def _largest_subset_sum(increments: Sequence[int], limit: int) -> list[int]:
 def match_ranks(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tuple[list[int], int]:
     """Per-layer ranks whose total count is the closest to ``budget`` without exceeding it.
 
-    A uniform rank moves the count in steps of ``sum(m + n)`` over all layers; per-layer ranks
-    close that gap. Rule: the largest level ``r`` such that every layer at
-    ``min(r, min(m, n))`` fits, then rank ``r + 1`` on the subset of the remaining layers
-    whose extra ``m + n`` each comes closest to the rest of the budget (exact subset sum;
-    among equal-sized layers the first ones in ``shapes``). Ranks therefore differ by at most
-    one between layers (except layers capped at ``min(m, n)``), the count never exceeds
-    ``budget`` and falls short of it by less than one layer's ``m + n`` unless every layer
-    is at its cap. Use with ``apply_adapter(..., rank=ranks)``.
+    A uniform rank moves the count in steps of the sum of the layers' rank steps (``m + n``
+    for LoRA/DoRA/PiSSA/CorDA, ``n`` for MiCA, ``m + n + 1`` for OSF); per-layer ranks close
+    that gap. Rule: the largest level ``r`` such that every layer at ``min(r, cap)`` fits
+    (``cap``: :func:`rank_cap`), then rank ``r + 1`` on the subset of the remaining layers
+    whose extra step each comes closest to the rest of the budget (exact subset sum; among
+    equal-sized layers the first ones in ``shapes``). Ranks therefore differ by at most one
+    between layers (except capped layers), the count never exceeds ``budget`` and falls short
+    of it by less than one layer's step unless every layer is at its cap. Use with
+    ``apply_adapter(..., rank=ranks)``.
 
     Returns ``(ranks aligned with shapes, total_count)``.
 
@@ -334,12 +412,11 @@ def match_ranks(method: RankMethod, shapes: Sequence[Shape], budget: int) -> tup
     >>> match_rank("lora", [(4096, 1024), (1024, 4096)] * 6, 1_000_000)[1]
     983040
     """
-    if method not in ("lora", "dora", "pissa"):
-        raise ValueError(f"method: match_ranks supports 'lora', 'dora', 'pissa', got {method!r}")
+    _check_rank_method(method, "match_ranks")
     shapes = _check_shapes(shapes)
     _check_budget(budget)
-    caps = [min(m, n) for m, n in shapes]
-    steps = [m + n for m, n in shapes]
+    caps = _rank_caps(method, shapes)
+    steps = [_rank_step(method, m, n) for m, n in shapes]
     fixed = sum(m for m, _ in shapes) if method == "dora" else 0
 
     def count_at(level: int) -> int:

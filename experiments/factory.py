@@ -14,6 +14,10 @@ ssvdo      ``SSVDOPlugin(schedule, targets, outer, <layer settings>)``
 ssvd       ``SSVDPlugin(inner_ratio= | schedule= | match=, targets, <layer settings>)``
 lora/dora  ``BaselinePlugin(method, targets, rank= | match=, alpha, dropout, max_shortfall)``
 pissa      idem
+mica       idem (``rank``: MiCA's rank; ``B`` is frozen, so a rank costs ``n`` per layer)
+corda      idem, plus ``corda_method`` (kpm | ipm) and ``calibration_batches`` (required)
+osf        ``BaselinePlugin("osf", targets, rank= | match=, max_shortfall)`` (``rank``:
+           trainable singular triplets per layer)
 full       ``BaselinePlugin("full", targets, bias)``
 =========  ==========================================================================
 
@@ -71,8 +75,10 @@ def adapter_keys(method: str) -> tuple[str, ...]:
         return ("targets", "schedule", "match", "inner_ratio", *_layer_keys())
     if method == "full":
         return ("targets", *allowed_settings("full"))
-    peft_only = [k for k in allowed_settings(method) if k not in ("rank", "pissa_init")]
-    return ("targets", "rank", "match", "max_shortfall", *peft_only)
+    internal = ("rank", "pissa_init", "calibration")  # rank/match below; the plugin builds these
+    peft_only = [k for k in allowed_settings(method) if k not in internal]
+    extra = ("calibration_batches",) if method == "corda" else ()
+    return ("targets", "rank", "match", "max_shortfall", *peft_only, *extra)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

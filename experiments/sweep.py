@@ -58,7 +58,7 @@ from experiments.tracking import (
 __all__ = ["SweepChild", "SweepResult", "expand_sweep", "run_sweep", "sync_folder"]
 
 SHARED_SECTIONS = ("workdir", "stream", "model", "tracking")
-BUDGETED = ("ssvdo", "ssvd", "lora", "dora", "pissa")
+BUDGETED = ("ssvdo", "ssvd", "lora", "dora", "pissa", "mica", "corda", "osf")
 
 
 @dataclass

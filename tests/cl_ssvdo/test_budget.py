@@ -214,3 +214,61 @@ def test_match_ranks_bumps_the_first_layers_and_closes_the_uniform_gap() -> None
         budget.match_ranks("lora", [(8, 4)], 11)
     with pytest.raises(ValueError, match="method"):
         budget.match_ranks("ssvd", [(8, 4)], 100)
+
+
+def test_svd_competitor_formulas_by_hand() -> None:
+    assert budget.mica_params(4096, 1024, 8) == 8 * 1024  # B frozen: A (rank x n) trains
+    assert budget.corda_params(4096, 1024, 8) == 8 * 5120
+    assert budget.osf_params(4096, 1024, 8) == 8 * (5120 + 1)  # U_low, S_low, V_low
+    assert budget.rank_cap("osf", 64, 16) == 15 and budget.rank_cap("mica", 64, 16) == 16
+    with pytest.raises(ValueError, match=r"rank: OSF keeps at least one frozen direction"):
+        budget.osf_params(64, 16, 16)
+    with pytest.raises(ValueError, match=r"shapes\[1\]: osf cannot adapt a 1 x 8 layer"):
+        budget.match_ranks("osf", [(8, 4), (1, 8)], 1000)
+
+
+def test_svd_competitor_counts_equal_real_peft_modules() -> None:
+    from peft import OSFConfig
+    from peft.tuners.osf import OSFModel
+
+    shapes = [(24, 8), (8, 24), (13, 13)]
+    for method in ("mica", "corda", "osf"):
+        torch.manual_seed(0)
+        model = nn.Sequential(*(nn.Linear(n, m) for m, n in shapes)).requires_grad_(False)
+        if method == "mica":
+            tuned = LoraModel(
+                model, LoraConfig(r=3, target_modules=r"^(0|1|2)$", init_lora_weights="mica"), "d"
+            )
+        elif method == "osf":  # trainable rank 3 = min(m, n) - effective_rank
+            pattern = {rf"^{i}$": min(s) - 3 for i, s in enumerate(shapes)}
+            config = OSFConfig(target_modules=r"^(0|1|2)$", rank_pattern=pattern)
+            tuned = OSFModel(model, config, "d")
+        else:  # CorDA's trainable factors are LoRA's (their initialisation differs)
+            tuned = LoraModel(model, LoraConfig(r=3, target_modules=r"^(0|1|2)$"), "d")
+        trainable = sum(p.numel() for p in tuned.parameters() if p.requires_grad)
+        assert trainable == sum(budget.method_params(method, m, n, rank=3) for m, n in shapes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(2, 48), st.integers(2, 48)), min_size=1, max_size=6),
+    st.integers(0, 6000),
+    st.sampled_from(["mica", "corda", "osf"]),
+)
+def test_svd_competitors_match_ranks_closest_within_one_step(shapes, total, method) -> None:
+    step = {"mica": lambda m, n: n, "corda": lambda m, n: m + n, "osf": lambda m, n: m + n + 1}
+    try:
+        ranks, count = budget.match_ranks(method, shapes, total)
+    except ValueError as exc:
+        assert "budget" in str(exc)
+        assert sum(budget.method_params(method, m, n, rank=1) for m, n in shapes) > total
+        return
+    caps = [budget.rank_cap(method, m, n) for m, n in shapes]
+    assert count == sum(
+        budget.method_params(method, m, n, rank=r) for (m, n), r in zip(shapes, ranks, strict=True)
+    )
+    assert count <= total
+    assert all(1 <= r <= cap for r, cap in zip(ranks, caps, strict=True))
+    if any(r < cap for r, cap in zip(ranks, caps, strict=True)):
+        assert total - count < max(step[method](m, n) for m, n in shapes)
+    assert count >= budget.match_rank(method, shapes, total)[1]

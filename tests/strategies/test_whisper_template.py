@@ -128,15 +128,20 @@ def test_ssvdo_plugin_trains_whisper_ffns_and_merges(sb_whisper, small_bench, on
         lambda: BaselinePlugin("lora", targets=("*.fc1", "*.fc2"), rank=2),
         lambda: BaselinePlugin("dora", targets=("*.fc1", "*.fc2"), rank=2),
         lambda: BaselinePlugin("pissa", targets=("*.fc1", "*.fc2"), rank=2),
+        lambda: BaselinePlugin("mica", targets=("*.fc1", "*.fc2"), rank=2),
+        # the decoder's fc1/fc2 only run in the loss: the calibration pass runs it too
+        lambda: BaselinePlugin("corda", targets=("*.fc1", "*.fc2"), rank=2, calibration_batches=1),
+        lambda: BaselinePlugin("osf", targets=("*.fc1", "*.fc2"), rank=2),
         lambda: BaselinePlugin("full", targets=("*.fc1", "*.fc2")),
     ],
-    ids=["ssvd", "lora", "dora", "pissa", "full"],
+    ids=["ssvd", "lora", "dora", "pissa", "mica", "corda", "osf", "full"],
 )
 def test_every_adapter_method_trains_whisper_ffns_and_merges(
     plugin, sb_whisper, small_bench, one_thread
 ) -> None:
-    """SSVD, LoRA, DoRA, PiSSA and full fine-tuning on the same fc1/fc2 globs: the loss moves
-    down, and the merged model has the plain parameters, changed on the FFN weights only."""
+    """SSVD, LoRA, DoRA, PiSSA, MiCA, CorDA, OSF and full fine-tuning on the same fc1/fc2 globs:
+    the loss moves down, and the merged model has the plain parameters, changed on the FFN
+    weights only."""
     calls, adapter = Calls(), plugin()
     model, strategy = _seq2seq_strategy(sb_whisper, [adapter, calls], lr=3e-2, steps=6)
     plain = {n: p.detach().clone() for n, p in model.named_parameters()}

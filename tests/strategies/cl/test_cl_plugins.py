@@ -427,13 +427,17 @@ ZERO_LR = {
     ],
     "dora": lambda: [BaselinePlugin("dora", targets=FFN, rank=2)],
     "pissa": lambda: [BaselinePlugin("pissa", targets=FFN, rank=2)],
+    "mica": lambda: [BaselinePlugin("mica", targets=FFN, rank=2)],
+    "corda": lambda: [BaselinePlugin("corda", targets=FFN, rank=2, calibration_batches=1)],
+    "osf": lambda: [BaselinePlugin("osf", targets=FFN, rank=2)],
     "ssvd": lambda: [SSVDPlugin(0.25, targets=FFN)],
     "full+si": lambda: [FullFTPlugin(targets=FFN), SIPlugin(0.1)],
     "si(avalanche)+full": lambda: [SynapticIntelligencePlugin(0.1), FullFTPlugin(targets=FFN)],
 }
-# Merges that recompute the weight from factors in float32 round: peft's DoRA (norm rescaling)
-# and PiSSA (residual + B A) change weights by ~1e-7; every other strategy is bit-exact.
-INEXACT = {"dora", "pissa"}
+# Merges that recompute the weight from factors in float32 round: peft's DoRA (norm rescaling),
+# PiSSA and CorDA (residual + B A) change weights by ~1e-7; every other strategy is bit-exact
+# (MiCA: B @ 0; OSF: W + (U S V - U0 S0 V0) with unchanged factors).
+INEXACT = {"dora", "pissa", "corda"}
 
 
 @pytest.mark.parametrize("name", list(ZERO_LR))
