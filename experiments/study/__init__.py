@@ -13,6 +13,10 @@ Stages and their modules::
     claims      v1: the four claims        claims_v2  v2: the claims as stated tests
     lr_check    v1: the learning-rate check    losses   v1: "where SSVD-O loses"
     page        v1: docs/results.md (page_tables: its Markdown tables)
+    page_v2     v2: docs/results_<study>.md, CSVs, figures from the store (store_v2: the
+                store's runs against the plan; frames_v2: the CSVs' frames, claims included;
+                levels_v2: per-configuration means and CIs; sections_v2: the Markdown
+                sections; losses_v2: "where SSVD-O loses"; plots_v2: the figures)
     cli         the ``cl-ssvdo study`` subcommand
     synthetic   per-utterance tables with known answers (tests, examples)
 
@@ -47,6 +51,7 @@ _EXPORTS = {
     "run_study": "run",
     "check_bases": "run",
     "regenerate": "page",
+    "regenerate_v2": "page_v2",
     "build_parser": "cli",
     "main": "cli",
     "_executor": "cli",

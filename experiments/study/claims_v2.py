@@ -52,7 +52,10 @@ from experiments.study.verdicts import (
 )
 
 __all__ = [
+    "BASELINES",
+    "FULL",
     "NOT_TESTED",
+    "SIDE_COLUMNS",
     "ClaimV2",
     "claim4_qualifies",
     "claim_inner_share",
@@ -65,12 +68,21 @@ __all__ = [
 
 NON_INFERIORITY_POINTS = 1.0
 NOT_TESTED = "not tested here"
+BASELINES = ("lora", "dora", "pissa", "ssvd")  # claim 1's matched baselines
+FULL = ("full_adapted", "naive")  # claim 1's full fine-tuning arms (gap reported, not tested)
+# what each test / reported difference compares (``claims_table``): the figure, then arm,
+# budget and inner share of side a and of side b, and the base (blank / NaN: not selected on)
+SIDE_COLUMNS = ["figure", "a_arm", "a_budget", "a_share", "b_arm", "b_budget", "b_share", "base"]
 
 
 @dataclass(frozen=True)
 class ClaimV2:
     """A claim's verdict (``confirmed | refuted | inconclusive | not tested here``), its tests
-    after Holm, what it reports without testing, and why it was not tested (if so)."""
+    after Holm, what it reports without testing, and why it was not tested (if so).
+
+    ``sides``: per test or reported difference, ``(name, figure, a, b)``: the figure compared
+    and the two selections (``{arm, budget, share, base}``) whose difference ``a - b`` it is.
+    """
 
     number: int
     statement: str
@@ -79,6 +91,7 @@ class ClaimV2:
     reported: tuple[tuple[str, Bootstrap], ...] = ()
     reason: str = ""
     rule: str = RULE
+    sides: tuple[tuple[str, str, Mapping[str, Any], Mapping[str, Any]], ...] = ()
 
     @property
     def tests(self) -> tuple[Test, ...]:
@@ -98,30 +111,32 @@ def claim_new_domain(
     alpha: float = 0.05,
 ) -> ClaimV2:
     """Claim 1: SSVD-O minus each baseline, new-domain WER, per budget and shared base."""
-    tests, reported = [], []
+    tests, reported, sides = [], [], []
     for budget in budgets:
         ours = {"arm": ssvdo_arm, "budget": budget, "share": share}
         for other in baselines:
             theirs = {"arm": other, "budget": budget}
             for base in shared_bases(frame, ours, theirs):
-                r = new_domain_difference(frame, domains, {**ours, "base": base},
-                                          {**theirs, "base": base}, n_boot=n_boot)  # fmt: skip
-                tests.append(Test(f"{ssvdo_arm} - {other} (budget {budget}, base {base})", r,
-                                  "negative"))  # fmt: skip
+                a, b = {**ours, "base": base}, {**theirs, "base": base}
+                r = new_domain_difference(frame, domains, a, b, n_boot=n_boot)
+                name = f"{ssvdo_arm} - {other} (budget {budget}, base {base})"
+                tests.append(Test(name, r, "negative"))
+                sides.append((name, "new_domain_wer", a, b))
         for ref in full:
             for arm_sel in [ours] + [{"arm": o, "budget": budget} for o in baselines]:
                 for base in shared_bases(frame, arm_sel, {"arm": ref}):
-                    r = new_domain_difference(frame, domains, {**arm_sel, "base": base},
-                                              {"arm": ref, "base": base}, n_boot=n_boot)  # fmt: skip
-                    reported.append((f"gap {arm_sel['arm']} - {ref} (budget {budget}, base "
-                                     f"{base})", r))  # fmt: skip
+                    a, b = {**arm_sel, "base": base}, {"arm": ref, "base": base}
+                    r = new_domain_difference(frame, domains, a, b, n_boot=n_boot)
+                    name = f"gap {arm_sel['arm']} - {ref} (budget {budget}, base {base})"
+                    reported.append((name, r))
+                    sides.append((name, "new_domain_wer", a, b))
     j = judge(tests, alpha)
     statement = ("SSVD-O beats LoRA/DoRA/PiSSA/SSVD at matched budgets and narrows the gap to "
                  "full fine-tuning")  # fmt: skip
     why = (
         "" if tests else f"no baseline of {list(baselines)} ran at a budget and base of {ssvdo_arm}"
     )
-    return ClaimV2(1, statement, j.verdict, j, tuple(reported), reason=why)
+    return ClaimV2(1, statement, j.verdict, j, tuple(reported), reason=why, sides=tuple(sides))
 
 
 def claim_inner_share(
@@ -136,19 +151,19 @@ def claim_inner_share(
 ) -> ClaimV2:
     """Claim 2: new-domain WER of the largest share minus the smallest, at every budget."""
     lo, hi = min(shares), max(shares)
-    tests = []
+    tests, sides = [], []
     for budget in budgets:
         for base in shared_bases(frame, {"arm": arm, "budget": budget, "share": lo},
                            {"arm": arm, "budget": budget, "share": hi}):  # fmt: skip
-            r = new_domain_difference(
-                frame, domains, {"arm": arm, "budget": budget, "share": hi, "base": base},
-                {"arm": arm, "budget": budget, "share": lo, "base": base}, n_boot=n_boot,
-            )  # fmt: skip
-            tests.append(Test(f"share {hi:g} - {lo:g} (budget {budget}, base {base})", r,
-                              "negative"))  # fmt: skip
+            a = {"arm": arm, "budget": budget, "share": hi, "base": base}
+            b = {"arm": arm, "budget": budget, "share": lo, "base": base}
+            r = new_domain_difference(frame, domains, a, b, n_boot=n_boot)
+            name = f"share {hi:g} - {lo:g} (budget {budget}, base {base})"
+            tests.append(Test(name, r, "negative"))
+            sides.append((name, "new_domain_wer", a, b))
     j = judge(tests, alpha)
     return ClaimV2(2, "Under tight budgets the inner transform is more parameter-efficient",
-                   j.verdict, j)  # fmt: skip
+                   j.verdict, j, sides=tuple(sides))  # fmt: skip
 
 
 def claim_tradeoff(
@@ -164,22 +179,25 @@ def claim_tradeoff(
 ) -> ClaimV2:
     """Claim 3: less forgetting at the smallest share, learning not worse by ``margin``."""
     lo, hi = min(shares), max(shares)
-    tests = []
+    tests, sides = [], []
     for budget in budgets:
         small = {"arm": arm, "budget": budget, "share": lo}
         large = {"arm": arm, "budget": budget, "share": hi}
         for base in shared_bases(frame, small, large):
             s, g = {**small, "base": base}, {**large, "base": base}
             f = forgetting_difference(frame, domains, s, g, n_boot=n_boot)
-            tests.append(Test(f"forgetting share {lo:g} - {hi:g} (budget {budget}, base {base})",
-                              f, "negative"))  # fmt: skip
+            name = f"forgetting share {lo:g} - {hi:g} (budget {budget}, base {base})"
+            tests.append(Test(name, f, "negative"))
+            sides.append((name, "forgetting", s, g))
             n = new_domain_difference(frame, domains, s, g, n_boot=n_boot, shift_points=margin)
-            tests.append(Test(f"learning share {lo:g} - {hi:g} - {margin:g} (non-inferiority, "
-                              f"budget {budget}, base {base})", n, "negative"))  # fmt: skip
+            name = (f"learning share {lo:g} - {hi:g} - {margin:g} (non-inferiority, "
+                    f"budget {budget}, base {base})")  # fmt: skip
+            tests.append(Test(name, n, "negative"))
+            sides.append((name, f"new_domain_wer - {margin:g}", s, g))
     j = judge(tests, alpha)
     statement = ("A smaller inner share with a larger outer rank gives a better "
                  "learning/forgetting trade-off")  # fmt: skip
-    return ClaimV2(3, statement, j.verdict, j)
+    return ClaimV2(3, statement, j.verdict, j, sides=tuple(sides))
 
 
 def claim4_qualifies(bases: Sequence[Mapping[str, Any]]) -> tuple[bool, str]:
@@ -258,8 +276,8 @@ def evaluate_claims(
     shares: Sequence[float] = (0.25, 0.5, 0.75),
     reference_share: float = 0.25,
     budgets: Sequence[Any] = (None,),
-    baselines: Sequence[str] = ("lora", "dora", "pissa", "ssvd"),
-    full: Sequence[str] = ("full_adapted", "naive"),
+    baselines: Sequence[str] = BASELINES,
+    full: Sequence[str] = FULL,
     bases: Sequence[Mapping[str, Any]] = (),
     n_boot: int = 2000,
     alpha: float = 0.05,
@@ -290,18 +308,35 @@ def evaluate_claims(
 
 def claims_table(claims: Iterable[ClaimV2]) -> pd.DataFrame:
     """One line per test and per reported figure: claim, verdict, kind, name, effect, CI,
-    p, Holm p, outcome (the CSV behind the page's claims section)."""
+    p, Holm p, outcome and what it compares (:data:`SIDE_COLUMNS`, from ``ClaimV2.sides``;
+    blank for a test without them) (the CSV behind the page's claims section)."""
     lines = []
     for c in claims:
         base = {"claim": c.number, "verdict": c.verdict, "reason": c.reason}
+        sides = {name: _side_columns(figure, a, b) for name, figure, a, b in c.sides}
         for t in c.tests:
             r = t.result
             lines.append({**base, "kind": "test", "name": t.name, "claimed": t.claimed,
                           "effect": r.effect, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                          "p": r.p_value, "p_holm": t.p_adjusted, "outcome": t.outcome})  # fmt: skip
+                          "p": r.p_value, "p_holm": t.p_adjusted, "outcome": t.outcome,
+                          **sides.get(t.name, {})})  # fmt: skip
         for name, r in c.reported:
             lines.append({**base, "kind": "reported", "name": name, "effect": r.effect,
-                          "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p_value})  # fmt: skip
+                          "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p_value,
+                          **sides.get(name, {})})  # fmt: skip
         if not c.tests and not c.reported:
             lines.append({**base, "kind": "none", "name": ""})
-    return pd.DataFrame(lines)
+    columns = ["claim", "verdict", "reason", "kind", "name", "claimed", "effect", "ci_low",
+               "ci_high", "p", "p_holm", "outcome", *SIDE_COLUMNS]  # fmt: skip
+    frame = pd.DataFrame(lines)
+    return frame.reindex(columns=[*columns, *(c for c in frame.columns if c not in columns)])
+
+
+def _side_columns(figure: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    def num(value: Any) -> float:
+        return float(value) if value is not None else np.nan
+
+    base = a.get("base", b.get("base"))
+    return {"figure": figure, "a_arm": a["arm"], "a_budget": num(a.get("budget")),
+            "a_share": num(a.get("share")), "b_arm": b["arm"], "b_budget": num(b.get("budget")),
+            "b_share": num(b.get("share")), "base": num(base)}  # fmt: skip

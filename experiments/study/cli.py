@@ -1,7 +1,8 @@
 """``cl-ssvdo study``: plan, run and write up a study (one subcommand for both versions).
 
-``--config`` names a study config; a v2 one (``version: 2``, docs/protocol.md) lists its
-planned runs (``--dry-run``; running v2 is not wired yet), a v1 one (the default
+``--config`` names a study config. A v2 one (``version: 2``, docs/protocol.md) runs its
+learning-rate selection, test and reference runs (``experiments.study.run_v2``) and writes
+its results page from the store (``experiments.study.page_v2``); a v1 one (the default
 ``study.yaml``, or ``--quick``) runs its sweeps and regenerates ``docs/results.md``::
 
     cl-ssvdo study --dry-run                       # v1: the sweeps and how many runs
@@ -9,6 +10,7 @@ planned runs (``--dry-run``; running v2 is not wired yet), a v1 one (the default
     cl-ssvdo study --config experiments/configs/study.yaml --set seeds=[0]
     cl-ssvdo study --only-regenerate               # docs/results.md from the store, no training
     cl-ssvdo study --config study_v2 --dry-run     # v2: selection runs, then test runs
+    cl-ssvdo study --config study_v2               # v2: run (or resume) it, then its page
 
 Exit status: 2 invalid config (the message names the file and field), 3 tracking store
 unreachable, 1 the page would replace another study's results.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,8 @@ __all__ = [
 
 EXIT_CONFIG, EXIT_TRACKING, EXIT_DOC = 2, 3, 1
 DESCRIPTION = (
-    "The paper-claims study: sweeps in MLflow, then docs/results.md from the store (v1 study "
-    "configs); the planned runs of a v2 study config (docs/protocol.md) with --dry-run."
+    "The paper-claims study: its runs in MLflow, then its results page from the store "
+    "(v2 configs: docs/protocol.md; v1: docs/results.md)."
 )
 
 
@@ -54,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help=f"study config, path or shipped name (default: {DEFAULT_CONFIG}; a v2 config "
-        "(version: 2) lists its planned runs)",
+        "(version: 2) runs the protocol of docs/protocol.md)",
     )
     p.add_argument("--quick", action="store_true", help=f"the reduced study ({QUICK_CONFIG})")
     p.add_argument(
@@ -116,38 +118,13 @@ def run(args: argparse.Namespace) -> int:
     return _run_v1(args)
 
 
-def _run_v1(args: argparse.Namespace) -> int:
-    from experiments.study.config import load_study
-    from experiments.study.page import regenerate
-    from experiments.study.plan import doc_settings, plan_study
-    from experiments.study.run import run_study
+def _exit_status(work: Callable[[], int | list[Path]]) -> int:
+    """Runs ``work``; its errors as the exit statuses of the module docstring; a list of files
+    written is printed (status 0)."""
     from experiments.tracking import TrackingUnreachableError
 
     try:
-        study, path = load_study(QUICK_CONFIG if args.quick else args.config or DEFAULT_CONFIG,
-                                 args.overrides)  # fmt: skip
-        plan = plan_study(study, path)
-        command = _command(args, path)
-        settings = doc_settings(plan, command)
-        if args.dry_run:
-            for sweep in plan.sweeps:
-                print(f"{sweep.name}: {len(sweep.children)} runs")
-                for child in sweep.children:
-                    print(f"  {child.label}")
-            total = ", ".join(f"{m}: {n}" for m, n in settings.planned_runs.items())
-            print(f"runs per model: {total}; expected time: {study['estimate'] or 'not stated'}")
-            return 0
-        if not args.only_regenerate:
-            run_study(
-                plan,
-                command=command,
-                tracking_uri=args.tracking_uri,
-                fresh=args.fresh,
-                progress=not getattr(args, "quiet", False),
-                executor=_executor(study, args),
-            )
-        quick = None if args.quick or path.name == QUICK_CONFIG else "cl-ssvdo study --quick"
-        files = regenerate(plan, settings, tracking_uri=args.tracking_uri, quick_command=quick)
+        files = work()
     except ConfigError as exc:
         print(f"cl-ssvdo study: invalid config: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -157,41 +134,66 @@ def _run_v1(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"cl-ssvdo study: {exc}", file=sys.stderr)
         return EXIT_DOC
+    if isinstance(files, int):
+        return files
     print("written: " + ", ".join(str(f) for f in files))
     return 0
 
 
-def _tracking_uri_v2(study: Mapping[str, Any], given: str | None) -> str | None:
-    if given:
-        return given
-    from experiments.config import load_config
+def _run_v1(args: argparse.Namespace) -> int:
+    return _exit_status(lambda: _work_v1(args))
+
+
+def _work_v1(args: argparse.Namespace) -> int | list[Path]:
+    from experiments.study.config import load_study
+    from experiments.study.page import regenerate
+    from experiments.study.plan import doc_settings, plan_study
+    from experiments.study.run import run_study
+
+    study, path = load_study(QUICK_CONFIG if args.quick else args.config or DEFAULT_CONFIG,
+                             args.overrides)  # fmt: skip
+    plan = plan_study(study, path)
+    command = _command(args, path)
+    settings = doc_settings(plan, command)
+    if args.dry_run:
+        for sweep in plan.sweeps:
+            print(f"{sweep.name}: {len(sweep.children)} runs")
+            for child in sweep.children:
+                print(f"  {child.label}")
+        total = ", ".join(f"{m}: {n}" for m, n in settings.planned_runs.items())
+        print(f"runs per model: {total}; expected time: {study['estimate'] or 'not stated'}")
+        return 0
+    if not args.only_regenerate:
+        run_study(
+            plan,
+            command=command,
+            tracking_uri=args.tracking_uri,
+            fresh=args.fresh,
+            progress=not getattr(args, "quiet", False),
+            executor=_executor(study, args),
+        )
+    quick = None if args.quick or path.name == QUICK_CONFIG else "cl-ssvdo study --quick"
+    files = regenerate(plan, settings, tracking_uri=args.tracking_uri, quick_command=quick)
+    return files
+
+
+def _tracking_uri_v2(study: Mapping[str, Any], path: Path, given: str | None) -> str | None:
+    """The store of a v2 study (``--tracking-uri``, else its runs' config), resolved; None
+    when it cannot be worked out (a dry run then lists every rate as pending)."""
+    from experiments.study.run_v2 import study_tracking_uri, study_workdir
     from experiments.tracking import resolve_tracking_uri
 
-    base = load_config(study["base"])
     try:
-        return resolve_tracking_uri(base["tracking"]["uri"], base["workdir"])
+        return resolve_tracking_uri(given or study_tracking_uri(study, path),
+                                    study_workdir(study, path))  # fmt: skip
     except Exception:  # noqa: BLE001 - no store: every rate is pending
         return None
 
 
-def _run_v2(args: argparse.Namespace) -> int:
-    """A v2 config: the selection runs, then the test runs with the rates selected so far
-    (read from the store). Running v2 is not wired yet: without ``--dry-run``, status 2."""
+def _print_plan_v2(study: Mapping[str, Any], uri: str | None) -> None:
     from experiments.study.collect import read_selection
-    from experiments.study.config import load_study_v2
     from experiments.study.plan_v2 import plan_v2, select_lr
 
-    ignored = [f for f in ("only_regenerate", "fresh") if getattr(args, f)]
-    if ignored:
-        print(f"cl-ssvdo study: a v2 study has no {', '.join('--' + f.replace('_', '-') for f in ignored)}"
-              " yet", file=sys.stderr)  # fmt: skip
-        return EXIT_CONFIG
-    try:
-        study, _ = load_study_v2(args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"cl-ssvdo study: invalid config: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    uri = _tracking_uri_v2(study, args.tracking_uri)
     selected: dict[str, float] = {}
     if uri is not None and (not uri.startswith("sqlite:///") or Path(uri[10:]).is_file()):
         try:
@@ -209,10 +211,41 @@ def _run_v2(args: argparse.Namespace) -> int:
             print(f"  {r.label}")
     if study["reduced"]:
         print(f"reduced protocol: {study['reduced_reason']}")
-    if not args.dry_run:
-        print("cl-ssvdo study: running a v2 study is not wired yet; use --dry-run", file=sys.stderr)
-        return EXIT_CONFIG
-    return 0
+
+
+def _run_v2(args: argparse.Namespace) -> int:
+    """A v2 config: ``--dry-run`` lists the plan (rates selected so far read from the store);
+    otherwise the selection, test and reference runs (resumed), then the results page from
+    the store; ``--only-regenerate`` writes the page without training."""
+    return _exit_status(lambda: _work_v2(args))
+
+
+def _work_v2(args: argparse.Namespace) -> int | list[Path]:
+    from experiments.study.config import load_study_v2
+    from experiments.study.page_v2 import regenerate_v2
+    from experiments.study.run_v2 import run_study_v2
+
+    study, path = load_study_v2(args.config, args.overrides)
+    uri = _tracking_uri_v2(study, path, args.tracking_uri)
+    if args.dry_run:
+        _print_plan_v2(study, uri)
+        return 0
+    command = _command(args, path)
+    if not args.only_regenerate:
+        result = run_study_v2(
+            study,
+            path,
+            command=command,
+            tracking_uri=uri,
+            fresh=args.fresh,
+            progress=not getattr(args, "quiet", False),
+            executor=_executor(study, args),
+        )
+        uri = result.tracking_uri
+    if uri is None:
+        raise ConfigError("no tracking store could be worked out from the study's base config "
+                          "(give --tracking-uri)", "tracking.uri")  # fmt: skip
+    return regenerate_v2(study, uri, study["output_dir"], command=command, source=path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

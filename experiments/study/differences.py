@@ -223,9 +223,14 @@ def seed_difference(
 
 
 def shared_bases(frame: pd.DataFrame, *sels: Mapping[str, Any]) -> list[Any]:
+    """The bases every selection ran; none when a selection has no records (a study whose runs
+    are not all finished: the claim has that test fewer, which the results page counts)."""
     common = None
     for sel in sels:
-        found = set(select_runs(frame, **sel)["base"].unique())
+        try:
+            found = set(select_runs(frame, **sel)["base"].unique())
+        except ValueError:
+            return []
         common = found if common is None else common & found
     return sorted(common or [])
 

@@ -16,17 +16,57 @@ from experiments.study import collect
 from experiments.study.plan import PlannedSweep, StudyPlan
 from experiments.tracking import resolve_tracking_uri
 
-__all__ = ["check_bases", "run_study"]
+__all__ = ["check_bases", "forget_study", "open_study_record", "run_study", "study_folder"]
 
 
-def _study_folder(plan: StudyPlan):
+def study_folder(study: Mapping[str, Any], workdir: str | Path):
+    """``<workdir>/studies/<name>-<hash of the study config>``: the study's own state (wall
+    time, the record run's id, the bases it saw) and, for v2, its runs' folders."""
     from experiments.run_dir import RunDir
 
-    body = {k: v for k, v in plan.study.items() if k not in ("description", "estimate", "output")}
+    body = {k: v for k, v in study.items()
+            if k not in ("description", "estimate", "output", "output_dir")}  # fmt: skip
     for key in ("lr_check", "pretrain_seeds"):  # unset: the folder from before the key existed
         if body.get(key) is None:
             body.pop(key, None)
-    return RunDir(Path(plan.workdir) / "studies" / f"{plan.study['name']}-{config_hash(body)}")
+    return RunDir(Path(workdir) / "studies" / f"{study['name']}-{config_hash(body)}")
+
+
+def open_study_record(folder, uri: str, study: Mapping[str, Any], command: str, workdir):
+    """The study's record run in MLflow (resumed from ``folder``'s state when it points at the
+    same store), tagged as a study, with the command and every study setting as params."""
+    from experiments.recorder import RunRecorder
+    from experiments.tracking import resolve_artifact_location
+
+    previous = folder.state().get("mlflow") or {}
+    resume = previous.get("run_id") if previous.get("tracking_uri") == uri else None
+    tags = {"cl_ssvdo.kind": "study", "cl_ssvdo.study": study["name"]}
+    recorder = RunRecorder(
+        folder.path,
+        uri,
+        study["experiment"],
+        study["name"],
+        run_id=resume,
+        check=False,
+        artifact_location=resolve_artifact_location(uri, workdir),
+        tags=tags,
+    )
+    recorder.set_tags(tags)
+    recorder.log_params(
+        {"study.command": command, **{f"study.{k}": v for k, v in flatten(study).items()}}
+    )
+    return recorder
+
+
+def forget_study(folder, uri: str, study: Mapping[str, Any]) -> None:
+    """``--fresh``: the study folder and its record runs go (so the wall-time count restarts)."""
+    from experiments.tracking import get_client
+
+    if folder.path.exists():
+        shutil.rmtree(folder.path)
+    client = get_client(uri)
+    for record in collect.study_records(uri, study["experiment"], study["name"]):
+        client.delete_run(record.info.run_id)
 
 
 def check_bases(sweep: PlannedSweep, folder, study_name: str) -> None:
@@ -66,38 +106,18 @@ def run_study(
     """Run (or resume) every sweep of ``plan`` and keep a study record run with the wall time.
     Returns the tracking URI the results went to. ``executor``: where every sweep's children
     run (``experiments.executors``; default local)."""
-    from experiments.recorder import RunRecorder
     from experiments.sweep import run_sweep
-    from experiments.tracking import check_tracking, get_client, resolve_artifact_location
+    from experiments.tracking import check_tracking
 
     study = plan.study
     uri = resolve_tracking_uri(tracking_uri or plan.tracking_uri, plan.workdir)
     check_tracking(uri)
-    folder = _study_folder(plan)
+    folder = study_folder(study, plan.workdir)
     if fresh:  # a fresh study also restarts its wall-time count (summed over the record runs)
-        if folder.path.exists():
-            shutil.rmtree(folder.path)
-        client = get_client(uri)
-        for record in collect.study_records(uri, study["experiment"], study["name"]):
-            client.delete_run(record.info.run_id)
+        forget_study(folder, uri, study)
     folder.create()
     state = folder.state()
-    previous = state.get("mlflow") or {}
-    resume = previous.get("run_id") if previous.get("tracking_uri") == uri else None
-    recorder = RunRecorder(
-        folder.path,
-        uri,
-        study["experiment"],
-        study["name"],
-        run_id=resume,
-        check=False,
-        artifact_location=resolve_artifact_location(uri, plan.workdir),
-        tags={"cl_ssvdo.kind": "study", "cl_ssvdo.study": study["name"]},
-    )
-    recorder.set_tags({"cl_ssvdo.kind": "study", "cl_ssvdo.study": study["name"]})
-    recorder.log_params(
-        {"study.command": command, **{f"study.{k}": v for k, v in flatten(study).items()}}
-    )
+    recorder = open_study_record(folder, uri, study, command, plan.workdir)
     wall = float(state.get("wall_seconds", 0.0))
     started = time.time()
     folder.update_state(kind="study", status="RUNNING", sweeps=[s.name for s in plan.sweeps])

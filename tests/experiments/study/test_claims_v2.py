@@ -204,6 +204,12 @@ def test_evaluate_claims_and_table_cover_every_claim() -> None:
     tests = table[table["kind"] == "test"]
     assert tests["p_holm"].notna().all() and (tests["p_holm"] >= tests["p"] - 1e-12).all()
     assert (table["kind"] == "reported").sum() == 2  # gap of ssvdo and lora to full FT
+    sided = table[table["claim"].isin([1, 2, 3]) & (table["kind"] != "none")]
+    assert sided["a_arm"].notna().all() and sided["b_arm"].notna().all()  # what each compares
+    one = table[(table["claim"] == 1) & (table["kind"] == "test")].iloc[0]
+    assert (one["figure"], one["a_arm"], one["a_share"], one["b_arm"], one["a_budget"]) == (
+        "new_domain_wer", "ssvdo", 0.25, "lora", 100.0)  # fmt: skip
+    assert np.isnan(one["b_share"])  # the baseline is not selected on a share
 
 
 def test_missing_columns_and_mismatched_test_sets_are_named() -> None:

@@ -122,11 +122,16 @@ def test_study_help_and_conflicting_options(capsys) -> None:
     assert "not both" in capsys.readouterr().err
 
 
-def test_v2_dry_run_through_the_subcommand(capsys, tmp_path: Path) -> None:
+def test_v2_dry_run_through_the_subcommand(capsys, tmp_path: Path, closed_port_uri) -> None:
     missing = f"sqlite:///{(tmp_path / 'none.db').as_posix()}"
     assert cli_main(["study", "--config", "study_whisper_cpu", "--dry-run",
                      "--tracking-uri", missing]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "lr-selection:" in out and "test:" in out and "lr=pending" in out
-    assert cli_main(["study", "--config", "study_whisper_cpu", "--fresh"]) == 2
     assert not (tmp_path / "none.db").exists()  # listing never creates a store
+    # running it against a store that does not answer: status 3 before any work
+    assert cli_main(["study", "--config", "study_whisper_cpu", "--set",
+                     f"overrides.workdir={tmp_path / 'work'}", "--tracking-uri",
+                     closed_port_uri]) == 3  # fmt: skip
+    assert "unreachable" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "studies").exists()

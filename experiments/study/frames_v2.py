@@ -1,0 +1,297 @@
+"""v2: what a study's results page computes from the store (``experiments.study.page_v2``).
+
+Each function turns the store's runs (``experiments.study.store_v2.StoreRuns``) into the frame
+of one CSV of the page::
+
+    claims_frame       claims.csv: the claims of ``experiments.study.claims_v2`` on the used
+                       test runs' per-utterance records, judged over the tests the *plan*
+                       implies (a planned test whose runs did not finish counts as unclear)
+    selection_frame    selection.csv: every grid rate of every arm, finished or not
+    matrices_frame     wer_matrices.csv: every finished run's full WER matrix, long
+    voices_frame       voices.csv: final WER per test voice and configuration
+    scored_set_sizes   meta.json's test-set sizes (voices / utterances per domain)
+
+:func:`final_awer` (per-run AWER from per-utterance records, for claim 1's reported AWER
+differences) and :func:`ssvdo_arm` (the arm the claims are about) serve the claims here and
+the page's *Where SSVD-O loses* (``experiments.study.losses_v2``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from experiments.study.claims_v2 import (
+    BASELINES,
+    FULL,
+    NOT_TESTED,
+    SIDE_COLUMNS,
+    ClaimV2,
+    claims_table,
+    evaluate_claims,
+)
+from experiments.study.collect import COLUMNS, RUN_COLUMNS
+from experiments.study.differences import seed_difference, shared_bases
+from experiments.study.levels_v2 import finite
+from experiments.study.store_v2 import StoreRuns, config_label, study_domains
+from experiments.study.verdicts import Bootstrap, Test, judge
+
+__all__ = [
+    "claims_frame",
+    "final_awer",
+    "matrices_frame",
+    "scored_set_sizes",
+    "selection_frame",
+    "ssvdo_arm",
+    "voices_frame",
+]
+
+
+# -- claims ----------------------------------------------------------------------------------------
+def _planned_frame(plan: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
+    """Placeholder per-utterance records of every planned test run (two voices, no errors):
+    what the claims would test if every run had finished."""
+    lines = []
+    for r in plan[plan["phase"] == "test"].to_dict("records"):
+        for row in range(len(domains) + 1):
+            for d in domains:
+                for v in ("v0", "v1"):
+                    lines.append((r["arm"], r["budget"], r["inner_share"], int(r["base"]),
+                                  int(r["seed"]), r["horizon"], row, d, f"{d}-{v}", v, 0, 1))  # fmt: skip
+    frame = pd.DataFrame(lines, columns=COLUMNS)
+    for col in ("budget", "inner_share"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
+
+
+def _bases(runs: pd.DataFrame, study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Claim 4's description of the bases: one per model size among the used test runs."""
+    used = runs[runs["used"].astype(bool) & (runs["phase"] == "test")]
+    out = []
+    for (family, model), part in used.groupby(["model_family", "model"], sort=True):
+        out.append({"family": family, "size": model, "adult_wer": float(part["base_wer"].mean()),
+                    "budget_fraction": math.nan})  # fmt: skip
+    if not out:
+        family = "whisper" if "whisper" in str(study.get("base", "")) else "conformer"
+        out.append({"family": family, "size": study.get("base", ""), "adult_wer": math.nan,
+                    "budget_fraction": math.nan})  # fmt: skip
+    return out
+
+
+def ssvdo_arm(study: Mapping[str, Any]) -> str | None:
+    """The study's SSVD-O arm (the one the claims are about), if any."""
+    arms = study["arms"]
+    if arms.get("ssvdo", {}).get("kind") == "ssvdo":
+        return "ssvdo"
+    return next((a for a, s in arms.items() if s["kind"] == "ssvdo" and not s.get("lr_from")),
+                None)  # fmt: skip
+
+
+def _claim_settings(study: Mapping[str, Any], runs: pd.DataFrame) -> dict[str, Any] | None:
+    arms = study["arms"]
+    ssvdo = ssvdo_arm(study)
+    if ssvdo is None:
+        return None
+    # the baselines and full fine-tuning arms are claims_v2's (those of the protocol), not
+    # every matched arm of the study: peft's other methods are compared on the page only
+    return {
+        "ssvdo_arm": ssvdo,
+        "shares": tuple(arms[ssvdo]["inner_shares"]),
+        "reference_share": study["reference_share"],
+        "budgets": list(study.get("budgets") or [None]),
+        "bases": _bases(runs, study),
+    }
+
+
+def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, list[str]]:
+    """``real`` judged over the planned family of tests: each planned test without its runs
+    enters the Holm correction with p = 1 (so it is unclear and the claim cannot be
+    confirmed). Returns the claim and the names of those tests."""
+    if planned.verdict == NOT_TESTED:
+        return replace(real, verdict=NOT_TESTED, reason=real.reason or planned.reason), []
+    got = {t.name for t in real.tests}
+    missing = [t for t in planned.tests if t.name not in got]
+    if not missing and real.verdict != NOT_TESTED:
+        return real, []
+    nan = math.nan
+    filler = [Test(t.name, Bootstrap(nan, nan, nan, 1.0, 0), t.claimed) for t in missing]
+    j = judge([*real.tests, *filler], alpha)
+    why = (f"{len(missing)} of {len(planned.tests)} planned tests have no finished runs "
+           "(counted as unclear)")  # fmt: skip
+    return ClaimV2(real.number, planned.statement, j.verdict, j, real.reported, reason=why,
+                   sides=real.sides), [t.name for t in missing]  # fmt: skip
+
+
+def final_awer(frame: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
+    """One line per run of the per-utterance records: ``awer``, the mean over ``domains`` of its
+    final-row WER (percent; word errors over words per domain), as ``run_figures`` computes it
+    from the run's matrix.
+
+    >>> f = pd.DataFrame({"arm": "a", "budget": None, "inner_share": None, "base": 0, "seed": 0,
+    ...                   "horizon": "main", "row": 2, "domain": ["x", "x", "y"],
+    ...                   "errors": [1, 0, 3], "words": [4, 4, 10]})
+    >>> float(final_awer(f, ["x", "y"])["awer"].iloc[0])
+    21.25
+    """
+    final = frame[(frame["row"] == len(domains)) & frame["domain"].isin(list(domains))]
+    keyed = final.assign(budget=final["budget"].astype(float).fillna(-1.0),
+                         inner_share=final["inner_share"].astype(float).fillna(-1.0))  # fmt: skip
+    sums = keyed.groupby([*RUN_COLUMNS, "domain"], sort=True)[["errors", "words"]].sum()
+    wer = (100.0 * sums["errors"] / sums["words"]).rename("wer").reset_index()
+    counts = wer.groupby(RUN_COLUMNS)["domain"].transform("nunique")
+    out = wer[counts == len(domains)].groupby(RUN_COLUMNS, sort=True)["wer"].mean()
+    out = out.rename("awer").reset_index()
+    for col in ("budget", "inner_share"):
+        out[col] = out[col].where(out[col] != -1.0)
+    return out
+
+
+def _with_awer(claim: ClaimV2, frame: pd.DataFrame, domains: Sequence[str], ssvdo_arm: str,
+               reference_share: float, budgets: Sequence[Any], n_boot: int) -> ClaimV2:  # fmt: skip
+    """Claim 1 with the AWER of SSVD-O at the reference share minus each arm it is compared
+    with (its matched baselines, full fine-tuning) added to what it reports, not tests: per
+    budget and shared base, per-run AWER from the per-utterance records (:func:`final_awer`),
+    bootstrap over runs (``experiments.study.differences.seed_difference``; at least two runs a
+    side)."""
+    present = set(frame["arm"].unique()) if len(frame) else set()
+    others = [(o, True) for o in BASELINES if o in present]
+    others += [(o, False) for o in FULL if o in present]
+    figures = None
+    reported, sides = list(claim.reported), list(claim.sides)
+    for budget in budgets:
+        ours = {"arm": ssvdo_arm, "budget": budget, "share": reference_share}
+        for other, matched in others:
+            theirs = {"arm": other, "budget": budget} if matched else {"arm": other}
+            for base in shared_bases(frame, ours, theirs):
+                if figures is None:
+                    figures = final_awer(frame, domains)
+                mine = figures[figures["base"] == base]
+                try:
+                    r = seed_difference(mine, "awer", ours, theirs, n_boot=n_boot)
+                except ValueError:  # fewer than two runs a side
+                    continue
+                name = f"AWER {ssvdo_arm} - {other} (budget {budget}, base {base})"
+                reported.append((name, r))
+                sides.append((name, "awer", {**ours, "base": base}, {**theirs, "base": base}))
+    return replace(claim, reported=tuple(reported), sides=tuple(sides))
+
+
+def claims_frame(
+    study: Mapping[str, Any], store: StoreRuns, *, n_boot: int = 2000, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Every claim of ``experiments.study.claims_v2`` on the used test runs' per-utterance
+    records, judged over the tests the *plan* implies (:func:`_rejudge`): one line per test
+    (outcome ``not run`` for a planned test without its runs) and per reported difference."""
+    domains = study_domains(study)
+    settings = _claim_settings(study, store.runs)
+    columns = ["claim", "statement", "verdict", "reason", "kind", "name", "claimed", "effect",
+               "ci_low", "ci_high", "p", "p_holm", "outcome", *SIDE_COLUMNS]  # fmt: skip
+    if settings is None:
+        return pd.DataFrame([{"claim": 0, "statement": "no SSVD-O arm in the study",
+                              "verdict": NOT_TESTED, "kind": "none", "name": ""}],
+                            columns=columns)  # fmt: skip
+    real = evaluate_claims(store.utterances, domains, n_boot=n_boot, alpha=alpha, **settings)
+    real = [_with_awer(c, store.utterances, domains, settings["ssvdo_arm"],
+                       settings["reference_share"], settings["budgets"], n_boot)
+            if c.number == 1 else c for c in real]  # fmt: skip
+    planned = evaluate_claims(_planned_frame(store.plan, domains), domains, n_boot=2,
+                              alpha=alpha, **settings)  # fmt: skip
+    claims, missing = [], {}
+    for r, p in zip(real, planned, strict=True):
+        c, names = _rejudge(r, p, alpha)
+        claims.append(c)
+        missing[c.number] = set(names)
+    table = claims_table(claims)
+    statements = {c.number: c.statement for c in claims}
+    table["statement"] = table["claim"].map(statements)
+    not_run = [n in missing.get(c, set()) and k == "test"
+               for c, n, k in zip(table["claim"], table["name"], table["kind"], strict=True)]  # fmt: skip
+    table.loc[np.asarray(not_run, dtype=bool), "outcome"] = "not run"
+    return table.reindex(columns=columns)
+
+
+# -- the other tables -------------------------------------------------------------------------------
+def matrices_frame(store: StoreRuns, domains: Sequence[str]) -> pd.DataFrame:
+    """``wer_matrices.csv``: one line per cell of every finished run's WER matrix (run, row,
+    domain, wer), with the run's phase, configuration, base, seed and whether it is used."""
+    lines = []
+    for r in store.runs.to_dict("records"):
+        R = store.matrices.get(r["run_id"])
+        if R is None:
+            continue
+        for i in range(R.shape[0]):
+            for j, d in enumerate(domains):
+                lines.append({"run_id": r["run_id"], "run_name": r["run_name"],
+                              "phase": r["phase"], "config": r["config"], "base": r["base"],
+                              "seed": r["seed"], "used": r["used"], "row": i, "domain": d,
+                              "wer": float(R[i, j])})  # fmt: skip
+    columns = ["run_id", "run_name", "phase", "config", "base", "seed", "used", "row", "domain",
+               "wer"]  # fmt: skip
+    return pd.DataFrame(lines, columns=columns)
+
+
+def voices_frame(utterances: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
+    """``voices.csv``: per configuration and test voice, the final-row word errors and words
+    pooled over the configuration's runs, their WER (percent) and the number of runs."""
+    columns = ["config", "domain", "speaker", "voice", "errors", "words", "wer", "runs"]
+    final = utterances[utterances["row"] == len(domains)]
+    if final.empty:
+        return pd.DataFrame(columns=columns)
+    final = final.assign(
+        config=[config_label(a, b, s, h) for a, b, s, h in
+                zip(final["arm"], final["budget"], final["inner_share"], final["horizon"],
+                    strict=True)],
+        run=list(zip(final["base"], final["seed"], strict=True)),
+    )  # fmt: skip
+    g = final.groupby(["config", "domain", "speaker"], sort=False).agg(
+        errors=("errors", "sum"), words=("words", "sum"), runs=("run", "nunique")
+    ).reset_index()  # fmt: skip
+    g["voice"] = g["domain"] + "/" + g["speaker"].astype(str)
+    g["wer"] = 100.0 * g["errors"] / g["words"]
+    return g[columns]
+
+
+def selection_frame(store: StoreRuns) -> pd.DataFrame:
+    """Every planned selection run (finished or not) and every other finished selection run."""
+    runs = store.runs[store.runs["phase"] == "lr-selection"]
+    by_id = {r["run_id"]: r for r in runs.to_dict("records")}
+    lines = []
+    for p in store.plan[store.plan["phase"] == "lr-selection"].to_dict("records"):
+        r = by_id.pop(p["run_id"], None) if p["status"] == "finished" else None
+        lines.append({"arm": p["arm"], "lr": p["lr"],
+                      "valid_awer": r["awer_logged"] if r else math.nan,
+                      "status": "finished" if r else f"not run ({p['reason']})",
+                      "run_id": p["run_id"] if r else ""})  # fmt: skip
+    for r in by_id.values():
+        lines.append({"arm": r["arm"], "lr": r["lr"], "valid_awer": r["awer_logged"],
+                      "status": f"finished, {r['note']}", "run_id": r["run_id"]})  # fmt: skip
+    out = pd.DataFrame(lines, columns=["arm", "lr", "valid_awer", "status", "run_id"])
+    chosen = [store.selected.get(a) is not None and finite(lr) and
+              math.isclose(store.selected[a], float(lr)) and s.startswith("finished")
+              for a, lr, s in zip(out["arm"], out["lr"], out["status"], strict=True)]  # fmt: skip
+    return out.assign(selected=chosen)
+
+
+def scored_set_sizes(utterances: pd.DataFrame, domains: Sequence[str]) -> dict[str, list[int]]:
+    """``domain -> [test voices, test utterances]`` seen in the per-utterance records (their
+    last row, which scores every domain; every test run scores the same test set).
+
+    >>> u = pd.DataFrame({"row": [0, 1, 1, 1], "domain": ["a", "a", "a", "a"],
+    ...                   "speaker": ["v1", "v1", "v1", "v2"], "id": ["u1", "u1", "u2", "u3"]})
+    >>> scored_set_sizes(u, ["a", "b"])
+    {'a': [2, 3]}
+    """
+    if utterances.empty:
+        return {}
+    base = utterances[utterances["row"] == utterances["row"].max()]
+    out = {}
+    for d in domains:
+        part = base[base["domain"] == d]
+        if len(part):
+            out[str(d)] = [int(part["speaker"].nunique()), int(part["id"].nunique())]
+    return out

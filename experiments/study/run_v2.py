@@ -1,0 +1,187 @@
+"""v2: running a planned study (``experiments.study.plan_v2``) in its three phases.
+
+1. **Selection**: every arm that selects its own rate runs once per grid rate (selection seed,
+   valid split). The rule of the protocol (:func:`~experiments.study.plan_v2.select_lr`) then
+   picks each arm's rate from the finished selection runs in the store.
+2. **Test** runs at the selected rates, seed-major (all arms at the first seed, then the
+   second, ...), so a study stopped part-way has every arm at the same number of seeds.
+3. The joint and single-task **references** (for IM and FWT), run with the first seed.
+
+Every run is a job of an executor (``experiments.executors``: local, Ray or Slurm) with its
+own folder under ``<workdir>/studies/<name>-<hash>/runs/``; a run resumes from its last
+per-experience checkpoint and a finished one is not recomputed, so ``cl-ssvdo study`` again
+after an interruption continues where it stopped. A record run in MLflow keeps the command
+and the study's wall time (summed over resumptions).
+
+>>> from experiments.study.config import load_study_v2
+>>> from experiments.study.plan_v2 import plan_v2
+>>> study, _ = load_study_v2("study_whisper_cpu")
+>>> run_slug(plan_v2(study)[0])
+'ssvdo-b61440-p0.25-s100-base0-main-lr0.0001'
+>>> [r.seed for r in seed_major_order(plan_v2(study, {"ssvdo": 1e-3, "lora": 1e-3}), study)][:2]
+[0, 0]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.config import ConfigError, config_hash
+from experiments.study.plan_v2 import PlannedRun, experiment_config, plan_v2, select_lr
+
+__all__ = ["StudyV2Result", "run_slug", "run_study_v2", "study_workdir", "seed_major_order"]
+
+
+@dataclass
+class StudyV2Result:
+    """What a (possibly partial) v2 study run leaves: where, the rates and the time."""
+
+    tracking_uri: str
+    selected: dict[str, float]
+    wall_seconds: float
+    finished: int
+    planned: int
+
+
+def run_slug(run: PlannedRun) -> str:
+    """A run's folder and MLflow run name: its label without spaces or brackets."""
+    label = run.label.replace(" (lr of its config)", "")
+    return label.replace(" (lr=", "-lr").rstrip(")")
+
+
+def study_workdir(study: Mapping[str, Any], source: str | Path | None = None) -> Path:
+    """The workdir every run of the study shares (its first planned run's)."""
+    first = plan_v2(study)[0]
+    return Path(experiment_config(study, first, source)["workdir"])
+
+
+def seed_major_order(runs: Sequence[PlannedRun], study: Mapping[str, Any]) -> list[PlannedRun]:
+    """Test and reference runs, main horizon first, then seed-major and base-major; the order
+    of the plan is kept within (so every arm reaches seed k before any reaches seed k + 1)."""
+    seeds = [int(s) for s in study["seeds"]]
+    bases = [int(b) for b in study["pretrain_seeds"]]
+
+    def key(r: PlannedRun) -> tuple[int, int, int]:
+        seed = seeds.index(r.seed) if r.seed in seeds else len(seeds)
+        base = bases.index(r.pretrain_seed) if r.pretrain_seed in bases else len(bases)
+        return (r.horizon != "main", seed, base)
+
+    return sorted((r for r in runs if r.phase != "lr-selection"), key=key)
+
+
+def _jobs(study, runs: Sequence[PlannedRun], source, folder, uri: str):
+    from experiments.executors import ChildJob
+
+    jobs = []
+    for run in runs:
+        cfg = experiment_config(study, run, source)
+        slug = run_slug(run)
+        jobs.append(
+            ChildJob(
+                config=cfg,
+                seed=run.seed,
+                run_dir=str(folder.path / "runs" / f"{slug}-{config_hash(cfg)}"),
+                run_name=slug,
+                tracking_uri=uri,
+            )
+        )
+    return jobs
+
+
+def _missing_rates(study: Mapping[str, Any], selected: Mapping[str, float]) -> list[str]:
+    """The arms whose rate (their own or their ``lr_from`` arm's) the selection has not given."""
+    arms = study["arms"].items()
+    needed = {a["lr_from"] or name for name, a in arms if a["kind"] != "not_run"}
+    return sorted(needed - set(selected))
+
+
+def run_study_v2(
+    study: Mapping[str, Any],
+    source: str | Path | None,
+    *,
+    command: str,
+    tracking_uri: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    executor: Mapping[str, Any] | None = None,
+) -> StudyV2Result:
+    """Run (or resume) the selection, test and reference phases of a v2 study.
+
+    Raises ``TrackingUnreachableError`` before any work when the store does not answer, and
+    ``ConfigError`` (naming ``lr_selection``) when an arm has no finished selection run to
+    take its rate from (every grid rate diverged, say).
+    """
+    from experiments.executors import make_executor
+    from experiments.study.collect import read_selection
+    from experiments.study.run import forget_study, open_study_record, study_folder
+    from experiments.tracking import check_tracking, resolve_tracking_uri
+
+    workdir = study_workdir(study, source)
+    uri = resolve_tracking_uri(tracking_uri or study_tracking_uri(study, source), workdir)
+    check_tracking(uri)
+    runner = make_executor(executor)
+    folder = study_folder(study, workdir)
+    if fresh:
+        forget_study(folder, uri, study)
+    folder.create()
+    wall = float(folder.state().get("wall_seconds", 0.0))
+    started = time.time()
+    recorder = open_study_record(folder, uri, study, command, workdir)
+    folder.update_state(kind="study", version=2, status="RUNNING")
+
+    def elapsed() -> float:
+        return wall + time.time() - started
+
+    done = 0
+    planned = len(plan_v2(study))
+    try:
+        selection = [r for r in plan_v2(study) if r.phase == "lr-selection"]
+        for phase, runs in (("lr-selection", selection), ("test", None)):
+            if runs is None:
+                selected = select_lr(
+                    read_selection(uri, study), study["lr_selection"]["tie_points"]
+                )
+                missing = _missing_rates(study, selected)
+                if missing:
+                    raise ConfigError(
+                        f"no finished selection run to take a learning rate from for {missing}"
+                        " (see the selection runs in the store)",
+                        "lr_selection",
+                    )
+                if progress:
+                    print(
+                        "selected rates: "
+                        + ", ".join(f"{a} {lr:g}" for a, lr in sorted(selected.items()))
+                    )
+                runs = seed_major_order(plan_v2(study, selected), study)
+                phase = "test + reference"
+            if progress:
+                print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
+            runner.run(_jobs(study, runs, source, folder, uri), progress=progress)
+            done += len(runs)
+            folder.update_state(wall_seconds=elapsed(), phase_done=phase)
+            recorder.log_metrics(
+                {"study_wall_seconds": elapsed(), "study_runs_done": done}, step=done
+            )
+    except BaseException:
+        folder.update_state(wall_seconds=elapsed(), status="FAILED")
+        recorder.log_metrics({"study_wall_seconds": elapsed()}, step=done + 1)
+        recorder.finish("FAILED")
+        raise
+    folder.update_state(wall_seconds=elapsed(), status="FINISHED")
+    recorder.log_metrics({"study_wall_seconds": elapsed()}, step=done + 1)
+    recorder.finish("FINISHED")
+    if progress:
+        print(f"study {study['name']}: {elapsed() / 3600:.2f} h of wall time in all")
+    return StudyV2Result(uri, selected, elapsed(), done, planned)
+
+
+def study_tracking_uri(study: Mapping[str, Any], source: str | Path | None = None) -> str | None:
+    """The tracking URI of the study's runs (their base config's ``tracking.uri``; None: the
+    default, ``$MLFLOW_TRACKING_URI`` else the workdir's SQLite store)."""
+    first = plan_v2(study)[0]
+    return experiment_config(study, first, source)["tracking"]["uri"]

@@ -1,0 +1,170 @@
+"""Running a v2 study (experiments.study.run_v2): a micro study on the real tiny stream and the
+pretrained ci model, into a real SQLite store: selection on valid first, then the test runs at
+the rate the rule chose, seed-major, resumable without recomputing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from experiments.config import ConfigError
+from experiments.run_dir import RunDir
+from experiments.study import collect
+from experiments.study.cli import main as study_main
+from experiments.study.collect import ARM_TAG_V2 as ARM_TAG
+from experiments.study.collect import PHASE_TAG, STUDY_TAG, read_selection
+from experiments.study.config import load_study_v2
+from experiments.study.plan_v2 import plan_v2, select_lr
+from experiments.study.run import study_folder
+from experiments.study.run_v2 import _missing_rates, run_slug, run_study_v2, seed_major_order
+from tests.experiments.conftest import TINY_OVERRIDES
+
+
+def _micro_v2(tmp_path: Path, tiny_stream, pretrained_ci, experiment: str) -> Path:
+    train = {k.split(".", 1)[1]: v for k, v in TINY_OVERRIDES.items() if k.startswith("train.")}
+    study = {
+        "version": 2,
+        "name": "micro_v2",
+        "experiment": experiment,
+        "output_dir": str(tmp_path / "docs"),
+        "device": "cpu",
+        "reduced": True,
+        "reduced_reason": "a test: two arms, two seeds, two experiences",
+        "estimate_hours": 0.1,
+        "overrides": {
+            "workdir": str(tmp_path / "work"),
+            "stream": {"root": str(tiny_stream.root), "max_utterances": 8},
+            "model": {"preset": "ci", "pretrained": str(pretrained_ci)},
+            "train": train,
+        },
+        "stream": {"base_domain": "adult", "experiences": ["child", "accent"]},
+        "lr_selection": {
+            "grid": [1e-3, 5e-3, 2e-2],
+            "seed": 100,
+            "split": "valid",
+            "rule": "lowest_valid_awer",
+            "tie_points": 0.2,
+        },  # fmt: skip
+        "seeds": [0, 1],
+        "pretrain_seeds": [0],
+        "horizons": {"main": 2},
+        "budgets": [6000],
+        "reference_share": 0.25,
+        "arms": {
+            "ssvdo": {"kind": "ssvdo", "config": "ssvdo.yaml", "inner_shares": [0.25]},
+            "lora": {"kind": "matched", "config": "lora.yaml"},
+            "schedule_inner_then_outer": {
+                "kind": "schedule",
+                "config": "ssvdo.yaml",
+                "schedule": "inner_then_outer",
+                "lr_from": "ssvdo",
+            },  # fmt: skip
+            "osf": {"kind": "not_run", "reason": "a test"},
+        },
+        "references": {"joint": None, "single_task": None},
+    }
+    path = tmp_path / "micro_v2.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.mark.slow
+def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
+    tiny_stream, pretrained_ci, store_uri, tmp_path, monkeypatch
+) -> None:
+    path = _micro_v2(tmp_path, tiny_stream, pretrained_ci, f"study-v2-{tmp_path.name}")
+    study, _ = load_study_v2(path)
+    rc = study_main(["--config", str(path), "--tracking-uri", store_uri, "--quiet"])
+    assert rc == 0
+
+    client = MlflowClient(store_uri)
+    exp = client.get_experiment_by_name(study["experiment"])
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    mine = [r for r in runs if r.data.tags.get(STUDY_TAG) == "micro_v2"]
+    record = [r for r in mine if r.data.tags.get("cl_ssvdo.kind") == "study"]
+    assert len(record) == 1 and record[0].info.status == "FINISHED"
+    assert record[0].data.metrics["study_wall_seconds"] > 0
+    done = [r for r in mine if r.data.tags.get(PHASE_TAG)]
+    assert all(r.info.status == "FINISHED" for r in done)
+    selection = [r for r in done if r.data.tags[PHASE_TAG] == "lr-selection"]
+    tests = [r for r in done if r.data.tags[PHASE_TAG] == "test"]
+    assert len(selection) == 6 and len(tests) == 6  # 2 arms x 3 rates; 3 arms x 2 seeds
+    assert {r.data.tags["study.split"] for r in selection} == {"valid"}
+    assert {r.data.params["config.stream.eval_split"] for r in selection} == {"valid"}
+    assert {r.data.tags["study.split"] for r in tests} == {"test"}
+
+    # the test runs use the rate the rule picks from the selection runs' valid AWER
+    chosen = select_lr(read_selection(store_uri, study), 0.2)
+    assert set(chosen) == {"ssvdo", "lora"}
+    for r in tests:
+        arm = r.data.tags[ARM_TAG]
+        source = "ssvdo" if arm.startswith("schedule") else arm
+        assert float(r.data.params["config.train.optimizer.lr"]) == chosen[source]
+
+    # seed-major: every arm had seed 0 before any arm started seed 1
+    by_seed = {s: [r.info.start_time for r in tests if r.data.params["seed"] == str(s)]
+               for s in (0, 1)}  # fmt: skip
+    assert max(by_seed[0]) < min(by_seed[1])
+
+    # the page, from what the runner logged: every planned run finished, each arm's rate
+    page = (tmp_path / "docs" / "results_micro_v2.md").read_text()
+    assert "Planned runs not finished: 0 of 12" in page and "Partial study" not in page
+    assert re.search(r"Test sets \(voices / utterances\): adult \d+ / \d+; child", page)
+    assert "- osf: a test" in page or "osf" in page.split("## Not run", 1)[1]
+    tables = tmp_path / "docs" / "results_micro_v2"
+    runs_csv = pd.read_csv(tables / "runs.csv")
+    assert len(runs_csv) == 12 and (tables / "front.png").stat().st_size > 5000
+    # what moved, from the names the adapter plugins log (weight change; SSVD-O's angles)
+    used = runs_csv[runs_csv["used"] & (runs_csv["phase"] == "test")]
+    assert (used["weight_change"] > 0).all() and (used["weight_change_total"] > 0).all()
+    ssvdo = used[used["arm"] == "ssvdo"]
+    assert len(ssvdo) == 2 and ssvdo[["inner_angle", "outer_angle"]].notna().all().all()
+    assert used.loc[used["arm"] == "lora", ["inner_angle", "outer_angle"]].isna().all().all()
+    assert "\n## Where SSVD-O loses\n" in page
+    matrices = pd.read_csv(tables / "wer_matrices.csv")
+    assert len(matrices) == 12 * 4 * 3  # whole matrices: base row + a row per domain, 3 domains
+
+    # again: finished runs are reused, not recomputed, and the wall time adds up
+    wall = RunDir(study_folder(study, tmp_path / "work").path).state()["wall_seconds"]
+    again = run_study_v2(study, path, command="test", tracking_uri=store_uri, progress=False)
+    runs_after = client.search_runs([exp.experiment_id], max_results=1000)
+    assert len([r for r in runs_after if r.data.tags.get(PHASE_TAG)]) == len(done)
+    assert again.selected == chosen and again.wall_seconds > wall
+
+    # a store that lost an arm's selection runs (injected): the study stops, naming the arm
+    lora_only = [row for row in read_selection(store_uri, study) if row[0] == "lora"]
+    monkeypatch.setattr(collect, "read_selection", lambda uri, s: lora_only)
+    with pytest.raises(ConfigError, match=r"lr_selection.*\['ssvdo'\]|\['ssvdo'\].*lr_selection"):
+        run_study_v2(study, path, command="test", tracking_uri=store_uri, progress=False)
+    assert RunDir(study_folder(study, tmp_path / "work").path).state()["status"] == "FAILED"
+
+
+def test_planned_runs_have_distinct_folder_names_without_spaces() -> None:
+    study, _ = load_study_v2("study_v2")
+    plan = plan_v2(study, {a: 1e-3 for a in study["arms"]})
+    slugs = [run_slug(r) for r in plan]
+    assert len(set(slugs)) == len(slugs)
+    assert not any(c in s for s in slugs for c in " ()=")
+
+
+def test_seed_major_order_puts_every_arm_at_seed_k_before_seed_k_plus_1() -> None:
+    study, _ = load_study_v2("study_v2")
+    order = seed_major_order(plan_v2(study, {a: 1e-3 for a in study["arms"]}), study)
+    main = [r for r in order if r.horizon == "main"]
+    assert order[: len(main)] == main  # the long horizon comes last
+    position = [study["seeds"].index(r.seed) if r.seed in study["seeds"] else 99 for r in main]
+    assert position == sorted(position)
+    assert {r.arm for r in main if r.seed == study["seeds"][0]} >= {"ssvdo", "lora", "naive"}
+
+
+def test_an_arm_without_a_selected_rate_is_named() -> None:
+    study, _ = load_study_v2("study_whisper_cpu")
+    assert _missing_rates(study, {"ssvdo": 1e-3, "lora": 1e-3}) == ["full_adapted", "ssvd"]
+    assert (
+        _missing_rates(study, dict.fromkeys(["ssvdo", "lora", "ssvd", "full_adapted"], 1.0)) == []
+    )
