@@ -18,6 +18,7 @@ Each function returns the lines of one section, from the CSVs read back (``runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "protocol_section",
     "references_section",
     "results_section",
+    "grid_edge_arms",
     "selection_section",
     "verdicts_section",
 ]
@@ -200,6 +202,26 @@ def selection_section(sel: pd.DataFrame, study: Mapping[str, Any], meta: Mapping
         chosen.append([arm, _lr_text(rate) if rate is not None else "pending (no finished "
                        "selection run)", how])  # fmt: skip
     out += ["Rates the test runs use:", "", md_table(["arm", "rate", "from"], chosen), ""]
+    edge = grid_edge_arms(selected, study["lr_selection"]["grid"])
+    if edge:
+        out += [f"At the edge of the grid: {', '.join(edge)}. The rule picked the grid's "
+                "smallest or largest rate, so the best rate on valid may lie outside the grid; "
+                "the protocol fixes the grid and does not widen it.", ""]  # fmt: skip
+    return out
+
+
+def grid_edge_arms(selected: Mapping[str, float], grid: Sequence[float]) -> list[str]:
+    """``arm (rate, smallest|largest)`` for each selected rate at an end of the grid.
+
+    >>> grid_edge_arms({"lora": 1e-3, "ssvd": 3e-4, "full": 1e-4}, [1e-4, 3e-4, 1e-3])
+    ['full (0.0001, smallest)', 'lora (0.001, largest)']
+    """
+    lo, hi = min(grid), max(grid)
+    out = []
+    for arm, rate in sorted(selected.items()):
+        if math.isclose(rate, lo) or math.isclose(rate, hi):
+            side = "smallest" if math.isclose(rate, lo) else "largest"
+            out.append(f"{arm} ({rate:g}, {side})")
     return out
 
 
