@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .decompose import TopFactors
+from .decompose import TopFactors, check_complement
 
 EXACT_ROUTE = "float64-qr-svd"
 
@@ -83,8 +83,7 @@ def exact_factors(
     True
     """
     m, n = weight.shape
-    if complement and m <= n:
-        raise ValueError(f"the complement exists only for m > n, got weight shape {(m, n)}")
+    check_complement(weight.shape, complement)
     idx = list(indices)
     tall = m >= n
     A = (weight if tall else weight.T).detach().to(torch.float64)

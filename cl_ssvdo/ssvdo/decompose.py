@@ -334,6 +334,16 @@ def column_major(t: torch.Tensor) -> torch.Tensor:
     return t.mT.contiguous().mT
 
 
+def check_complement(shape: Sequence[int], complement: bool = True) -> None:
+    """``ValueError`` when a complement is asked of a weight with m <= n (there is none).
+
+    >>> check_complement((4, 3)); check_complement((3, 3), complement=False)
+    """
+    m, n = shape
+    if complement and m <= n:
+        raise ValueError(f"the complement exists only for m > n, got weight shape {(m, n)}")
+
+
 def complement_reflectors(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Householder QR of W (m x n, m > n): ``(reflectors (m, n), householder_tau (n,))``.
 
@@ -341,9 +351,7 @@ def complement_reflectors(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     orthonormal basis of the complement of span(W) (= span(U) for full-rank W). The
     reflectors come back column-major (strides (1, m)), the layout ``torch.ormqr`` reads.
     """
-    m, n = weight.shape
-    if m <= n:
-        raise ValueError(f"the complement exists only for m > n, got weight shape {(m, n)}")
+    check_complement(weight.shape)
     # Reflectors are stored in the working dtype anyway: factorising in it (at least float32)
     # is as accurate as factorising in float64 and rounding, and cheaper.
     work = weight.detach()

@@ -21,6 +21,7 @@ import torch
 from .completion import exact_factors, is_rank_deficient
 from .decompose import (
     TopFactors,
+    check_complement,
     column_major,
     complement_reflectors,
     current_route,
@@ -68,9 +69,7 @@ def factorise(
     >>> bool((complement_basis(refl, h).T @ f.U).abs().max() < 1e-5)
     True
     """
-    m, n = weight.shape
-    if complement and m <= n:
-        raise ValueError(f"the complement exists only for m > n, got weight shape {(m, n)}")
+    check_complement(weight.shape, complement)
     idx = list(indices)
     route = current_route(route)
     if complement and route == "auto" and fast_applies(weight, idx):
