@@ -12,6 +12,8 @@ Timed interleaved (like the train steps), each figure the statistic over ``repea
 - ``complement``: one float32 ``geqrf`` of each weight with an outer rank, what a separate
   Householder QR costs (the "auto" route shares it with the triplets).
 
+>>> from cl_ssvdo.baselines import resolve_targets
+>>> from tools.adapter_bench.shapes import FFStack
 >>> base = FFStack(8, 32, 1)
 >>> alloc = [(0.5, 2), (0.5, 2)]
 >>> cost = setup_cost(base, resolve_targets(base, TARGETS), alloc, torch.device("cpu"), 1)
@@ -30,9 +32,9 @@ import torch
 from torch import nn
 
 from cl_ssvdo import budget
-from cl_ssvdo.baselines import apply_adapter, resolve_targets
+from cl_ssvdo.baselines import apply_adapter
 from cl_ssvdo.ssvdo.decompose import tall, use_route
-from tools.adapter_bench.shapes import TARGETS, FFStack, StackShape
+from tools.adapter_bench.shapes import TARGETS, StackShape, build_stack
 from tools.adapter_bench.timing import load_average, median_time
 
 
@@ -122,13 +124,7 @@ def stack_setup_cost(
     """``setup_cost`` of one stack at the default share of its budget (``--setup-only``):
     the stack built as ``bench_stack`` builds it (same seed, same allocation)."""
     load_before = load_average()
-    torch.manual_seed(seed)
-    base = FFStack(shape.d, shape.ffn, shape.blocks).to(device)
-    base.requires_grad_(False)
-    names = resolve_targets(base, TARGETS)
-    shapes = [tuple(base.get_submodule(n).weight.shape) for n in names]
-    if budget_params is None:
-        budget_params = sum(budget.lora_params(m, n, lora_rank) for m, n in shapes)
+    base, names, shapes, budget_params = build_stack(shape, device, seed, budget_params, lora_rank)
     alloc = budget.allocate(shapes, budget_params, default_share)
     cost = setup_cost(base, names, alloc, device, repeats, stat)
     return {

@@ -67,3 +67,22 @@ STACKS = {
 
 # --quick: a tiny smoke stack (no verdicts are printed for it).
 QUICK = StackShape("quick", 32, 128, 2, 64)
+
+
+def build_stack(
+    shape: StackShape, device: torch.device, seed: int, budget_params: int | None, lora_rank: int
+) -> tuple[FFStack, list[str], list[tuple[int, int]], int]:
+    """The frozen stack every measurement of ``shape`` starts from (built after
+    ``torch.manual_seed(seed)``), its target names and weight shapes, and the budget
+    (``budget_params``, else LoRA at ``lora_rank`` on every target)."""
+    from cl_ssvdo import budget
+    from cl_ssvdo.baselines import resolve_targets
+
+    torch.manual_seed(seed)
+    base = FFStack(shape.d, shape.ffn, shape.blocks).to(device)
+    base.requires_grad_(False)
+    names = resolve_targets(base, TARGETS)
+    shapes = [tuple(base.get_submodule(n).weight.shape) for n in names]
+    if budget_params is None:
+        budget_params = sum(budget.lora_params(m, n, lora_rank) for m, n in shapes)
+    return base, names, shapes, budget_params

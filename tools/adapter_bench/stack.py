@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from cl_ssvdo import budget
-from cl_ssvdo.baselines import apply_adapter, resolve_targets
+from cl_ssvdo.baselines import apply_adapter
 from tools.adapter_bench.arithmetic import arithmetic_macs
 from tools.adapter_bench.memory import adapter_buffer_bytes, step_memory
 from tools.adapter_bench.peer import apply_full_factor
 from tools.adapter_bench.setup_cost import setup_cost
-from tools.adapter_bench.shapes import TARGETS, FFStack, StackShape
+from tools.adapter_bench.shapes import TARGETS, StackShape, build_stack
 from tools.adapter_bench.timing import load_average, median_time, sync
 from tools.adapter_bench.variant import Variant, variant_ranks
 
@@ -41,13 +41,7 @@ def bench_stack(
     """Measure one stack (see :mod:`tools.adapter_bench`); a JSON-ready dict of rows, set-up
     and inference times and ratios. ``stat`` reduces the repeats (median, or min)."""
     load_before = load_average()
-    torch.manual_seed(seed)
-    base = FFStack(shape.d, shape.ffn, shape.blocks).to(device)
-    base.requires_grad_(False)
-    names = resolve_targets(base, TARGETS)
-    shapes = [tuple(base.get_submodule(n).weight.shape) for n in names]
-    if budget_params is None:
-        budget_params = sum(budget.lora_params(m, n, lora_rank) for m, n in shapes)
+    base, names, shapes, budget_params = build_stack(shape, device, seed, budget_params, lora_rank)
     ranks, lora_count = budget.match_ranks("lora", shapes, budget_params)
     rank_label = "/".join(map(str, sorted(set(ranks), reverse=True)))
     x = torch.randn(shape.tokens, shape.d, device=device, requires_grad=True)
