@@ -71,10 +71,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from torch import nn
 
+from cl_ssvdo.budget import RANK_METHODS  # methods whose size is a per-layer rank
 from cl_ssvdo.ssvdo.settings import SSVDOSettings, setting_defaults
 from cl_ssvdo.ssvdo.targets import resolve_targets, target_matches
 
@@ -94,21 +95,9 @@ __all__ = [
 ]
 
 Method = Literal["ssvdo", "ssvd", "lora", "dora", "pissa", "mica", "corda", "osf", "full"]
-METHODS: tuple[str, ...] = (
-    "ssvdo",
-    "ssvd",
-    "lora",
-    "dora",
-    "pissa",
-    "mica",
-    "corda",
-    "osf",
-    "full",
-)
+METHODS: tuple[str, ...] = get_args(Method)
 #: Methods built with peft's LoRA tuner (a rank, an alpha, a dropout).
 LORA_METHODS: tuple[str, ...] = ("lora", "dora", "pissa", "mica", "corda")
-#: Methods whose size is a per-layer rank (:data:`cl_ssvdo.budget.RANK_METHODS`).
-RANK_METHODS: tuple[str, ...] = (*LORA_METHODS, "osf")
 #: Methods whose rank may not exceed :func:`cl_ssvdo.budget.rank_cap` of the layer.
 _CAPPED = ("mica", "corda", "osf")
 CORDA_METHODS = ("kpm", "ipm")
