@@ -180,12 +180,10 @@ def _work_v1(args: argparse.Namespace) -> int | list[Path]:
 def _tracking_uri_v2(study: Mapping[str, Any], path: Path, given: str | None) -> str | None:
     """The store of a v2 study (``--tracking-uri``, else its runs' config), resolved; None
     when it cannot be worked out (a dry run then lists every rate as pending)."""
-    from experiments.study.run_v2 import study_tracking_uri, study_workdir
-    from experiments.tracking import resolve_tracking_uri
+    from experiments.study.run_v2 import study_store
 
     try:
-        return resolve_tracking_uri(given or study_tracking_uri(study, path),
-                                    study_workdir(study, path))  # fmt: skip
+        return study_store(study, path, given)[1]
     except Exception:  # noqa: BLE001 - no store: every rate is pending
         return None
 

@@ -33,7 +33,7 @@ from typing import Any
 from experiments.config import ConfigError, config_hash
 from experiments.study.plan_v2 import PlannedRun, experiment_config, plan_v2, select_lr
 
-__all__ = ["StudyV2Result", "run_slug", "run_study_v2", "study_workdir", "seed_major_order"]
+__all__ = ["StudyV2Result", "run_slug", "run_study_v2", "seed_major_order", "study_store"]
 
 
 @dataclass
@@ -53,10 +53,17 @@ def run_slug(run: PlannedRun) -> str:
     return label.replace(" (lr=", "-lr").rstrip(")")
 
 
-def study_workdir(study: Mapping[str, Any], source: str | Path | None = None) -> Path:
-    """The workdir every run of the study shares (its first planned run's)."""
-    first = plan_v2(study)[0]
-    return Path(experiment_config(study, first, source)["workdir"])
+def study_store(
+    study: Mapping[str, Any], source: str | Path | None = None, tracking_uri: str | None = None
+) -> tuple[Path, str]:
+    """``(workdir, tracking URI)`` every run of the study shares: its first planned run's
+    workdir, and ``tracking_uri`` else that run's ``tracking.uri`` resolved (None: the default,
+    ``$MLFLOW_TRACKING_URI`` else the workdir's SQLite store)."""
+    from experiments.tracking import resolve_tracking_uri
+
+    first = experiment_config(study, plan_v2(study)[0], source)
+    workdir = Path(first["workdir"])
+    return workdir, resolve_tracking_uri(tracking_uri or first["tracking"]["uri"], workdir)
 
 
 def seed_major_order(runs: Sequence[PlannedRun], study: Mapping[str, Any]) -> list[PlannedRun]:
@@ -118,10 +125,9 @@ def run_study_v2(
     from experiments.executors import make_executor
     from experiments.study.collect import read_selection
     from experiments.study.run import forget_study, open_study_record, study_folder
-    from experiments.tracking import check_tracking, resolve_tracking_uri
+    from experiments.tracking import check_tracking
 
-    workdir = study_workdir(study, source)
-    uri = resolve_tracking_uri(tracking_uri or study_tracking_uri(study, source), workdir)
+    workdir, uri = study_store(study, source, tracking_uri)
     check_tracking(uri)
     runner = make_executor(executor)
     folder = study_folder(study, workdir)
@@ -136,37 +142,33 @@ def run_study_v2(
     def elapsed() -> float:
         return wall + time.time() - started
 
+    def run_phase(phase: str, runs: Sequence[PlannedRun], done: int) -> int:
+        if progress:
+            print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
+        runner.run(_jobs(study, runs, source, folder, uri), progress=progress)
+        done += len(runs)
+        folder.update_state(wall_seconds=elapsed(), phase_done=phase)
+        recorder.log_metrics({"study_wall_seconds": elapsed(), "study_runs_done": done}, step=done)
+        return done
+
+    plan = plan_v2(study)
     done = 0
-    planned = len(plan_v2(study))
     try:
-        selection = [r for r in plan_v2(study) if r.phase == "lr-selection"]
-        for phase, runs in (("lr-selection", selection), ("test", None)):
-            if runs is None:
-                selected = select_lr(
-                    read_selection(uri, study), study["lr_selection"]["tie_points"]
-                )
-                missing = _missing_rates(study, selected)
-                if missing:
-                    raise ConfigError(
-                        f"no finished selection run to take a learning rate from for {missing}"
-                        " (see the selection runs in the store)",
-                        "lr_selection",
-                    )
-                if progress:
-                    print(
-                        "selected rates: "
-                        + ", ".join(f"{a} {lr:g}" for a, lr in sorted(selected.items()))
-                    )
-                runs = seed_major_order(plan_v2(study, selected), study)
-                phase = "test + reference"
-            if progress:
-                print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
-            runner.run(_jobs(study, runs, source, folder, uri), progress=progress)
-            done += len(runs)
-            folder.update_state(wall_seconds=elapsed(), phase_done=phase)
-            recorder.log_metrics(
-                {"study_wall_seconds": elapsed(), "study_runs_done": done}, step=done
+        done = run_phase("lr-selection", [r for r in plan if r.phase == "lr-selection"], done)
+        selected = select_lr(read_selection(uri, study), study["lr_selection"]["tie_points"])
+        missing = _missing_rates(study, selected)
+        if missing:
+            raise ConfigError(
+                f"no finished selection run to take a learning rate from for {missing}"
+                " (see the selection runs in the store)",
+                "lr_selection",
             )
+        if progress:
+            rates = ", ".join(f"{a} {lr:g}" for a, lr in sorted(selected.items()))
+            print(f"selected rates: {rates}")
+        done = run_phase(
+            "test + reference", seed_major_order(plan_v2(study, selected), study), done
+        )
     except BaseException:
         folder.update_state(wall_seconds=elapsed(), status="FAILED")
         recorder.log_metrics({"study_wall_seconds": elapsed()}, step=done + 1)
@@ -177,11 +179,4 @@ def run_study_v2(
     recorder.finish("FINISHED")
     if progress:
         print(f"study {study['name']}: {elapsed() / 3600:.2f} h of wall time in all")
-    return StudyV2Result(uri, selected, elapsed(), done, planned)
-
-
-def study_tracking_uri(study: Mapping[str, Any], source: str | Path | None = None) -> str | None:
-    """The tracking URI of the study's runs (their base config's ``tracking.uri``; None: the
-    default, ``$MLFLOW_TRACKING_URI`` else the workdir's SQLite store)."""
-    first = plan_v2(study)[0]
-    return experiment_config(study, first, source)["tracking"]["uri"]
+    return StudyV2Result(uri, selected, elapsed(), done, len(plan))
