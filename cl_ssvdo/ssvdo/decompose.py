@@ -10,7 +10,8 @@ Routes of ``singular_triplets`` (``TopFactors.route`` says which one produced th
 - ``"float32"``, the Gram route (``route="auto"``, float32/float16/bfloat16 weights, J = the
   top a components, b = a + 8 at most ``WIDE_BLOCK`` of the small side):
   1. Gram matrix A^T A in float32 (lower triangle only, by column blocks: ``eigh`` reads no
-     more), full float32 ``eigh``; X = eigenvectors of the top b eigenvalues.
+     more); X = eigenvectors of the top b eigenvalues: a float32 ``eigh``, partial
+     (``syevr``, only those b) on one CPU thread for large small sides (``partial_eigh``).
   2. One subspace-iteration step with Rayleigh-Ritz: Y = A X and Z = A^T Y (float32 GEMMs);
      R = cholesky(Y^T Y) in float64 (Cholesky QR of Y, Q = Y R^-1 never formed), so
      A^T Q = Z R^-1; eigh of the b x b matrix (Z R^-1)^T (Z R^-1) in float64 -> H, sigma^2;
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .partial_eigh import top_eigh
 from .randomized import randomized_triplets
 
 COMPUTE_DTYPE = torch.float64
@@ -251,8 +253,7 @@ def _gram_triplets(A: torch.Tensor, a: int) -> tuple[torch.Tensor, ...] | None:
     small = A.shape[1]
     b = min(small, a + FAST_PAD)
     blocks = 4 if A.device.type == "cpu" and small >= 512 else 1
-    _, vecs = torch.linalg.eigh(_lower_gram(A, blocks))  # ascending, reads the lower triangle
-    X = vecs[:, small - b :]
+    _, X = top_eigh(_lower_gram(A, blocks), b)  # ascending, reads the lower triangle
     Y = A @ X  # (big, b), one subspace-iteration step starts here
     Z = (A.T @ Y).to(COMPUTE_DTYPE)  # A^T A X, (small, b)
     Y = Y.to(COMPUTE_DTYPE)
@@ -277,8 +278,7 @@ def _eigh64_triplets(R: torch.Tensor, a: int) -> tuple[torch.Tensor, ...] | None
     P^T P = I to eps64 (s_1 / s_a)^2: None where that ratio squared exceeds
     ``FAST_MAX_COND2``."""
     R64 = R.to(COMPUTE_DTYPE)
-    _, vecs = torch.linalg.eigh(R64.T @ R64)  # ascending
-    V = vecs[:, -a:].flip(1)
+    V = top_eigh(R64.T @ R64, a)[1].flip(1)
     RV = R64 @ V
     s = torch.linalg.vector_norm(RV, dim=0)
     if not bool(s[-1] ** 2 > s[0] ** 2 / FAST_MAX_COND2):

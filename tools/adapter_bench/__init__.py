@@ -38,7 +38,8 @@ with residuals, targets ``*ffn.0`` / ``*ffn.3``, ``tokens`` rows of input):
 Modules: ``shapes`` (the stacks), ``peer`` (full-factor reference), ``arithmetic`` (MAC bound),
 ``variant`` (a model under test and its step), ``timing``, ``memory``, ``setup_cost``
 (set-up vs thin SVD), ``stack`` (one stack measured), ``report`` (tables and verdicts),
-``cli`` (flags and ``main``).
+``cli`` (flags and ``main``); ``eigh_crossover`` (``python -m tools.adapter_bench.eigh_crossover``:
+the partial ``syevr`` of the set-up against torch's full ``eigh``, per size and share).
 """
 
 from tools.adapter_bench.arithmetic import arithmetic_macs
