@@ -54,6 +54,7 @@ from experiments.study.verdicts import (
 __all__ = [
     "BASELINES",
     "FULL",
+    "NOT_RUN",
     "NOT_TESTED",
     "SIDE_COLUMNS",
     "ClaimV2",
@@ -68,6 +69,7 @@ __all__ = [
 
 NON_INFERIORITY_POINTS = 1.0
 NOT_TESTED = "not tested here"
+NOT_RUN = "not run yet"  # the protocol tests the claim, but none of its tests has finished runs
 BASELINES = ("lora", "dora", "pissa", "ssvd")  # claim 1's matched baselines
 FULL = ("full_adapted", "naive")  # claim 1's full fine-tuning arms (gap reported, not tested)
 # what each test / reported difference compares (``claims_table``): the figure, then arm,
@@ -77,7 +79,8 @@ SIDE_COLUMNS = ["figure", "a_arm", "a_budget", "a_share", "b_arm", "b_budget", "
 
 @dataclass(frozen=True)
 class ClaimV2:
-    """A claim's verdict (``confirmed | refuted | inconclusive | not tested here``), its tests
+    """A claim's verdict (``confirmed | refuted | inconclusive | not tested here | not run
+    yet``), its tests
     after Holm, what it reports without testing, and why it was not tested (if so).
 
     ``sides``: per test or reported difference, ``(name, figure, a, b)``: the figure compared

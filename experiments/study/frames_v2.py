@@ -29,6 +29,7 @@ import pandas as pd
 from experiments.study.claims_v2 import (
     BASELINES,
     FULL,
+    NOT_RUN,
     NOT_TESTED,
     SIDE_COLUMNS,
     ClaimV2,
@@ -111,7 +112,8 @@ def _claim_settings(study: Mapping[str, Any], runs: pd.DataFrame) -> dict[str, A
 def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, list[str]]:
     """``real`` judged over the planned family of tests: each planned test without its runs
     enters the Holm correction with p = 1 (so it is unclear and the claim cannot be
-    confirmed). Returns the claim and the names of those tests."""
+    confirmed); a claim none of whose planned tests has runs is ``NOT_RUN``. Returns the claim
+    and the names of those tests."""
     if planned.verdict == NOT_TESTED:
         return replace(real, verdict=NOT_TESTED, reason=real.reason or planned.reason), []
     got = {t.name for t in real.tests}
@@ -123,7 +125,9 @@ def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, li
     j = judge([*real.tests, *filler], alpha)
     why = (f"{len(missing)} of {len(planned.tests)} planned tests have no finished runs "
            "(counted as unclear)")  # fmt: skip
-    return ClaimV2(real.number, planned.statement, j.verdict, j, real.reported, reason=why,
+    # with no data at all the rule's "inconclusive" would read as a finding: say it did not run
+    verdict = NOT_RUN if len(missing) == len(planned.tests) else j.verdict
+    return ClaimV2(real.number, planned.statement, verdict, j, real.reported, reason=why,
                    sides=real.sides), [t.name for t in missing]  # fmt: skip
 
 

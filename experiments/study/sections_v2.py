@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.study.claims_v2 import NOT_TESTED
+from experiments.study.claims_v2 import NOT_RUN, NOT_TESTED
 from experiments.study.levels_v2 import finite, num_text
 from experiments.study.page_tables import hours, md_table
 from experiments.study.store_v2 import PHASES
@@ -80,8 +80,8 @@ def verdicts_section(claims: pd.DataFrame, plan: pd.DataFrame, n_tests: int) -> 
             "under *Claims*.)", ""]  # fmt: skip
     if n_tests < planned_tests:
         out += ["> **Partial study.** The claims are judged on the test runs that finished; a "
-                "planned test with none of its runs counts as unclear (*Not run* lists the "
-                "rest).", ""]  # fmt: skip
+                "planned test with none of its runs counts as unclear, and a claim none of "
+                f"whose tests has runs is *{NOT_RUN}* (*Not run* lists the rest).", ""]  # fmt: skip
     return out
 
 

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.study.claims_v2 import (
+    NOT_RUN,
     NOT_TESTED,
+    ClaimV2,
     claim4_qualifies,
     claim_inner_share,
     claim_new_domain,
@@ -26,7 +28,9 @@ from experiments.study.differences import (
     seed_difference,
     seed_figures,
 )
+from experiments.study.frames_v2 import _rejudge
 from experiments.study.synthetic import synthetic_frame
+from experiments.study.verdicts import Bootstrap, Test, judge
 
 N_BOOT = 500
 SHARES = {"p25": 0.25, "p75": 0.75}
@@ -222,3 +226,25 @@ def test_missing_columns_and_mismatched_test_sets_are_named() -> None:
         new_domain_difference(other, DOMAINS, {"arm": "a"}, {"arm": "b"}, n_boot=10)
     with pytest.raises(ValueError, match="no per-utterance records for arm='c'"):
         new_domain_difference(frame, DOMAINS, {"arm": "c"}, {"arm": "b"}, n_boot=10)
+
+
+def test_rejudge_partial_planned_and_unrun_claims() -> None:
+    """Against the plan's family of tests: all run -> the rule's verdict; some missing -> they
+    enter Holm with p = 1, so a claim whose run tests are all *for* is only inconclusive;
+    none run -> *not run yet*, not a finding."""
+    strong = Bootstrap(-5.0, -7.0, -3.0, 0.001, 2000)
+    names = ["a - lora", "a - ssvd"]
+
+    def claim(run: list[str]) -> ClaimV2:
+        j = judge([Test(n, strong, "negative") for n in run])
+        return ClaimV2(1, "s", j.verdict, j)
+
+    planned = claim(names)
+    full, missing = _rejudge(claim(names), planned, 0.05)
+    assert (full.verdict, missing) == ("confirmed", [])
+    half, missing = _rejudge(claim(names[:1]), planned, 0.05)
+    assert half.verdict == "inconclusive" and missing == ["a - ssvd"]
+    assert [t.outcome for t in half.tests] == ["for", "unclear"]
+    none, missing = _rejudge(claim([]), planned, 0.05)
+    assert none.verdict == NOT_RUN and missing == names
+    assert none.reason == "2 of 2 planned tests have no finished runs (counted as unclear)"

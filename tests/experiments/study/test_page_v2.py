@@ -287,7 +287,8 @@ def test_a_study_without_runs_still_gets_its_page(written, tmp_path) -> None:
     assert "**No test run of this study has finished yet:**" in page
     assert "### Planned runs not finished: 29 of 29" in page
     assert _row(page, "lora b61440 s=0.25")[1:4] == ["0 of 3", "pending", "not run"]
-    assert re.search(r"### Claim 1: .* — \*\*inconclusive\*\*", page)
+    assert re.search(r"### Claim 1: .* — \*\*not run yet\*\*", page)  # no data, no finding
+    assert re.search(r"^1\. \*.*\* — \*\*not run yet\*\*$", page, re.M)
     assert "2 of 2 planned tests have no finished runs" in page
     assert "## Where SSVD-O loses\n\nNo data: no test run of this study has finished" in page
     absent = f"sqlite:///{(tmp_path / 'absent' / 'mlflow.db').as_posix()}"
