@@ -30,7 +30,15 @@ from experiments.config import dotted, load_config, validate_config
 from experiments.study.collect import ARM_TAG_V2 as ARM_TAG
 from experiments.study.collect import PHASE_TAG, STUDY_TAG
 
-__all__ = ["PlannedRun", "experiment_config", "plan_v2", "schedule_setting", "select_lr"]
+__all__ = [
+    "PlannedRun",
+    "edge_rates",
+    "experiment_config",
+    "plan_v2",
+    "rate_key",
+    "schedule_setting",
+    "select_lr",
+]
 
 
 @dataclass(frozen=True)
@@ -103,20 +111,24 @@ def _variants(study: Mapping[str, Any], arm: Mapping[str, Any]) -> list[dict[str
 
 
 def plan_v2(
-    study: Mapping[str, Any], selected: Mapping[str, float] | None = None
+    study: Mapping[str, Any],
+    selected: Mapping[str, float] | None = None,
+    extensions: Mapping[str, Sequence[float]] | None = None,
 ) -> list[PlannedRun]:
-    """Selection runs first, then the test runs at the selected rates (``selected``: arm -> lr)."""
+    """Selection runs first (every grid rate, then the arm's ``extensions`` beyond the grid,
+    :func:`edge_rates`), then the test runs at the selected rates (``selected``: arm -> lr)."""
     sel = study["lr_selection"]
     hz = study["horizons"]
     base0 = study["pretrain_seeds"][0]
     arms = {k: a for k, a in study["arms"].items() if a["kind"] != "not_run"}
     selected = dict(selected or {})
+    extensions = extensions or {}
     out: list[PlannedRun] = []
     for name, arm in arms.items():
         if arm["lr_from"] is not None:
             continue
         v = _variants(study, arm)[0]
-        for lr in sorted(sel["grid"]):
+        for lr in [*sorted(sel["grid"]), *extensions.get(name, ())]:
             out.append(PlannedRun("lr-selection", name, sel["seed"], base0, "main", hz["main"],
                                   "valid", float(lr), v.get("budget"), v.get("inner_share"), v))  # fmt: skip
     for name, arm in arms.items():
@@ -211,4 +223,64 @@ def select_lr(
     for arm, rows in by_arm.items():
         best = min(a for _, a in rows)
         out[arm] = min(lr for lr, a in rows if a <= best + tie_points + 1e-12)
+    return out
+
+
+def rate_key(x: float) -> float:
+    """A rate as the store gives it back (12 significant digits): keys that compare equal."""
+    return float(f"{float(x):.12g}")
+
+
+def edge_rates(
+    results: Iterable[tuple[str, float, float]], sel: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """Per arm, the rates beyond the grid that the selection asks for, given the finished
+    selection results ``(arm, lr, valid AWER)`` and the study's ``lr_selection``.
+
+    While the rule (:func:`select_lr` over the rates tried so far) picks the largest rate
+    tried, the next one up (x ``extend_factor``) is tried; likewise downwards; at most
+    ``extend_at_edge`` steps each way. A rate whose run has not finished ends the arm's walk
+    (it is returned, so that it is planned and run). Arms without extensions are left out.
+
+    >>> sel = {"grid": [1e-3, 2e-3, 4e-3], "extend_at_edge": 2, "extend_factor": 2.0,
+    ...        "tie_points": 0.2}
+    >>> grid = [("a", 1e-3, 30.0), ("a", 2e-3, 29.0), ("a", 4e-3, 28.0), ("b", 2e-3, 9.0),
+    ...         ("b", 1e-3, 12.0), ("b", 4e-3, 10.0)]
+    >>> edge_rates(grid, sel)
+    {'a': [0.008]}
+    >>> edge_rates(grid + [("a", 8e-3, 27.0)], sel)
+    {'a': [0.008, 0.016]}
+    >>> edge_rates(grid + [("a", 8e-3, 27.0), ("a", 0.016, 26.0)], sel)  # two steps: the cap
+    {'a': [0.008, 0.016]}
+    >>> edge_rates(grid + [("a", 8e-3, float("nan"))], sel)  # diverged above: 4e-3 stays best
+    {'a': [0.008]}
+    >>> edge_rates(grid, {**sel, "extend_at_edge": 0})
+    {}
+    """
+    steps = int(sel.get("extend_at_edge", 0))
+    factor, tie = float(sel.get("extend_factor", 2.0)), float(sel.get("tie_points", 0.2))
+    grid = sorted(rate_key(x) for x in sel["grid"])
+    by_arm: dict[str, dict[float, float]] = {}
+    for arm, lr, awer in results:
+        by_arm.setdefault(str(arm), {})[rate_key(lr)] = float(awer)
+    out: dict[str, list[float]] = {}
+    for arm, got in sorted(by_arm.items()):
+        tried, extra, up, down = list(grid), [], 0, 0
+        while True:
+            best = select_lr([(arm, lr, got[lr]) for lr in tried if lr in got], tie).get(arm)
+            if best is None:
+                break
+            if math.isclose(best, tried[-1]) and up < steps:
+                new, up = rate_key(tried[-1] * factor), up + 1
+                tried.append(new)
+            elif math.isclose(best, tried[0]) and down < steps:
+                new, down = rate_key(tried[0] / factor), down + 1
+                tried.insert(0, new)
+            else:
+                break
+            extra.append(new)
+            if new not in got:
+                break
+        if extra:
+            out[arm] = extra
     return out

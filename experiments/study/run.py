@@ -29,6 +29,10 @@ def study_folder(study: Mapping[str, Any], workdir: str | Path):
     for key in ("lr_check", "pretrain_seeds"):  # unset: the folder from before the key existed
         if body.get(key) is None:
             body.pop(key, None)
+    if isinstance(body.get("lr_selection"), Mapping):
+        # runs beyond the grid's edge add selection runs but change none: the same study
+        body["lr_selection"] = {k: v for k, v in body["lr_selection"].items()
+                                if k not in ("extend_at_edge", "extend_factor")}  # fmt: skip
     return RunDir(Path(workdir) / "studies" / f"{study['name']}-{config_hash(body)}")
 
 

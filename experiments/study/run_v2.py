@@ -1,8 +1,11 @@
 """v2: running a planned study (``experiments.study.plan_v2``) in its three phases.
 
 1. **Selection**: every arm that selects its own rate runs once per grid rate (selection seed,
-   valid split). The rule of the protocol (:func:`~experiments.study.plan_v2.select_lr`) then
-   picks each arm's rate from the finished selection runs in the store.
+   valid split); then, where ``lr_selection.extend_at_edge`` allows, one rate further out at
+   a time while the rule picks the largest or smallest rate tried
+   (:func:`~experiments.study.plan_v2.edge_rates`). The rule of the protocol
+   (:func:`~experiments.study.plan_v2.select_lr`) then picks each arm's rate from the
+   finished selection runs in the store.
 2. **Test** runs at the selected rates, seed-major (all arms at the first seed, then the
    second, ...), so a study stopped part-way has every arm at the same number of seeds.
 3. The joint and single-task **references** (for IM and FWT), run with the first seed.
@@ -31,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import ConfigError, config_hash
-from experiments.study.plan_v2 import PlannedRun, experiment_config, plan_v2, select_lr
+from experiments.study.plan_v2 import (
+    PlannedRun,
+    edge_rates,
+    experiment_config,
+    plan_v2,
+    rate_key,
+    select_lr,
+)
 
 __all__ = ["StudyV2Result", "run_slug", "run_study_v2", "seed_major_order", "study_store"]
 
@@ -106,6 +116,26 @@ def _missing_rates(study: Mapping[str, Any], selected: Mapping[str, float]) -> l
     return sorted(needed - set(selected))
 
 
+def _beyond_the_grid(study: Mapping[str, Any], uri: str, run_phase, done: int) -> int:
+    """The selection runs beyond the grid's ends (``lr_selection.extend_at_edge``), one step
+    per arm and round, until no arm at an edge has a step left (:func:`edge_rates`)."""
+    from experiments.study.collect import read_selection
+
+    sel = study["lr_selection"]
+    grid = {rate_key(x) for x in sel["grid"]}
+    for _ in range(2 * int(sel.get("extend_at_edge", 0))):
+        results = read_selection(uri, study)
+        finished = {(arm, rate_key(lr)) for arm, lr, _ in results}
+        extensions = edge_rates(results, sel)
+        todo = [r for r in plan_v2(study, extensions=extensions)
+                if r.phase == "lr-selection" and rate_key(r.lr) not in grid
+                and (r.arm, rate_key(r.lr)) not in finished]  # fmt: skip
+        if not todo:
+            break
+        done = run_phase("lr-selection beyond the grid", todo, done)
+    return done
+
+
 def run_study_v2(
     study: Mapping[str, Any],
     source: str | Path | None,
@@ -155,6 +185,7 @@ def run_study_v2(
     done = 0
     try:
         done = run_phase("lr-selection", [r for r in plan if r.phase == "lr-selection"], done)
+        done = _beyond_the_grid(study, uri, run_phase, done)
         selected = select_lr(read_selection(uri, study), study["lr_selection"]["tie_points"])
         missing = _missing_rates(study, selected)
         if missing:

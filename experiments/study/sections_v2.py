@@ -202,23 +202,40 @@ def selection_section(sel: pd.DataFrame, study: Mapping[str, Any], meta: Mapping
         chosen.append([arm, _lr_text(rate) if rate is not None else "pending (no finished "
                        "selection run)", how])  # fmt: skip
     out += ["Rates the test runs use:", "", md_table(["arm", "rate", "from"], chosen), ""]
-    edge = grid_edge_arms(selected, study["lr_selection"]["grid"])
+    sel_cfg = study["lr_selection"]
+    steps = int(sel_cfg.get("extend_at_edge", 0))
+    done = sel[sel["status"].astype(str).str.startswith("finished")]
+    tried = {str(a): [float(x) for x in part["lr"]] for a, part in done.groupby("arm")}
+    edge = grid_edge_arms(selected, tried)
+    if steps:
+        out += [f"Beyond the grid: while the rule picks an arm's largest (smallest) rate tried, "
+                f"the next rate x {sel_cfg.get('extend_factor', 2.0):g} "
+                f"(/ {sel_cfg.get('extend_factor', 2.0):g}) is tried too, at most {steps} "
+                "time(s) each way.", ""]  # fmt: skip
     if edge:
-        out += [f"At the edge of the grid: {', '.join(edge)}. The rule picked the grid's "
-                "smallest or largest rate, so the best rate on valid may lie outside the grid; "
-                "the protocol fixes the grid and does not widen it.", ""]  # fmt: skip
+        limit = (f"the protocol tries at most {steps} rate(s) beyond each end of the grid"
+                 if steps else "the protocol fixes the grid and does not widen it")  # fmt: skip
+        out += [f"At the edge of the rates tried: {', '.join(edge)}. The rule picked the "
+                "smallest or largest rate tried, so the best rate on valid may lie outside "
+                f"them; {limit}.", ""]  # fmt: skip
     return out
 
 
-def grid_edge_arms(selected: Mapping[str, float], grid: Sequence[float]) -> list[str]:
-    """``arm (rate, smallest|largest)`` for each selected rate at an end of the grid.
+def grid_edge_arms(
+    selected: Mapping[str, float], tried: Mapping[str, Sequence[float]]
+) -> list[str]:
+    """``arm (rate, smallest|largest)`` for each selected rate at an end of the rates its arm
+    tried (finished selection runs).
 
-    >>> grid_edge_arms({"lora": 1e-3, "ssvd": 3e-4, "full": 1e-4}, [1e-4, 3e-4, 1e-3])
+    >>> grid = [1e-4, 3e-4, 1e-3]
+    >>> grid_edge_arms({"lora": 1e-3, "ssvd": 3e-4, "full": 1e-4, "dora": 1e-3},
+    ...                {"lora": grid, "ssvd": grid, "full": grid, "dora": grid + [2e-3]})
     ['full (0.0001, smallest)', 'lora (0.001, largest)']
     """
-    lo, hi = min(grid), max(grid)
     out = []
     for arm, rate in sorted(selected.items()):
+        rates = tried.get(arm) or [rate]
+        lo, hi = min(rates), max(rates)
         if math.isclose(rate, lo) or math.isclose(rate, hi):
             side = "smallest" if math.isclose(rate, lo) else "largest"
             out.append(f"{arm} ({rate:g}, {side})")

@@ -63,7 +63,7 @@ from experiments.study.collect import (
     _sqlite_missing,
     _wer_matrix,
 )
-from experiments.study.plan_v2 import PlannedRun, plan_v2, select_lr
+from experiments.study.plan_v2 import PlannedRun, edge_rates, plan_v2, select_lr
 
 __all__ = [
     "DIAGNOSTICS",
@@ -398,7 +398,7 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
     selection = [(x["arm"], x["lr"], x["awer_logged"]) for x in lines
                  if x["phase"] == "lr-selection" and _present(x["lr"])]  # fmt: skip
     selected = select_lr(selection, study["lr_selection"]["tie_points"])
-    plan = plan_v2(study, selected)
+    plan = plan_v2(study, selected, edge_rates(selection, study["lr_selection"]))
     plan_frame = _plan_frame(plan)
     keys = [planned_key(r) for r in plan]
     by_key: dict[tuple, int] = {k: i for i, k in enumerate(keys)}

@@ -187,7 +187,12 @@ def test_page_states_the_planted_claim_confirmed_and_the_null_inconclusive(writt
     assert written["files"][0] == page_file and page_file.name == "results_pagetest.md"
     page = page_file.read_text()
     assert "[docs/protocol.md](" in page and RULE in page
-    assert "At the edge of the grid: lora (0.0001, smallest), ssvd (0.001, largest)." in page
+    # full_adapted's 1e-3 run is missing: 3e-4 is the largest rate it tried
+    assert (
+        "At the edge of the rates tried: full_adapted (0.0003, largest), lora (0.0001, smallest), "
+        "ssvd (0.001, largest)." in page
+    )
+    assert "Beyond the grid" not in page  # the study does not extend its grid
     assert "1. *SSVD-O beats LoRA/DoRA/PiSSA/SSVD at matched budgets" in page
     assert re.search(r"### Claim 1: .* — \*\*confirmed\*\*", page)
     assert re.search(r"### Claim 2: .* — \*\*inconclusive\*\*", page)

@@ -19,7 +19,7 @@ from experiments.study.cli import main as study_main
 from experiments.study.collect import ARM_TAG_V2 as ARM_TAG
 from experiments.study.collect import PHASE_TAG, STUDY_TAG, read_selection
 from experiments.study.config import load_study_v2
-from experiments.study.plan_v2 import plan_v2, select_lr
+from experiments.study.plan_v2 import plan_v2, rate_key, select_lr
 from experiments.study.run import study_folder
 from experiments.study.run_v2 import _missing_rates, run_slug, run_study_v2, seed_major_order
 from tests.experiments.conftest import TINY_OVERRIDES
@@ -49,6 +49,7 @@ def _micro_v2(tmp_path: Path, tiny_stream, pretrained_ci, experiment: str) -> Pa
             "split": "valid",
             "rule": "lowest_valid_awer",
             "tie_points": 0.2,
+            "extend_at_edge": 1,
         },  # fmt: skip
         "seeds": [0, 1],
         "pretrain_seeds": [0],
@@ -93,7 +94,16 @@ def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
     assert all(r.info.status == "FINISHED" for r in done)
     selection = [r for r in done if r.data.tags[PHASE_TAG] == "lr-selection"]
     tests = [r for r in done if r.data.tags[PHASE_TAG] == "test"]
-    assert len(selection) == 6 and len(tests) == 6  # 2 arms x 3 rates; 3 arms x 2 seeds
+    # beyond the grid: an arm whose grid choice is an end of the grid ran one rate further out
+    grid = {rate_key(x) for x in study["lr_selection"]["grid"]}
+    rows = read_selection(store_uri, study)
+    on_grid = select_lr([row for row in rows if rate_key(row[1]) in grid], 0.2)
+    expected = {(arm, rate_key(lr * 2 if lr == max(grid) else lr / 2))
+                for arm, lr in on_grid.items() if lr in (max(grid), min(grid))}  # fmt: skip
+    assert {(arm, rate_key(lr)) for arm, lr, _ in rows if rate_key(lr) not in grid} == expected
+    n_extra = len(expected)
+    assert n_extra >= 1  # on this stream the largest grid rate wins: the walk is exercised
+    assert len(selection) == 6 + n_extra and len(tests) == 6  # 2 arms x 3 rates; 3 arms x 2 seeds
     assert {r.data.tags["study.split"] for r in selection} == {"valid"}
     assert {r.data.params["config.stream.eval_split"] for r in selection} == {"valid"}
     assert {r.data.tags["study.split"] for r in tests} == {"test"}
@@ -113,12 +123,13 @@ def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
 
     # the page, from what the runner logged: every planned run finished, each arm's rate
     page = (tmp_path / "docs" / "results_micro_v2.md").read_text()
-    assert "Planned runs not finished: 0 of 12" in page and "Partial study" not in page
+    assert f"Planned runs not finished: 0 of {12 + n_extra}" in page
+    assert "Partial study" not in page and "Beyond the grid: while the rule picks" in page
     assert re.search(r"Test sets \(voices / utterances\): adult \d+ / \d+; child", page)
     assert "- osf: a test" in page or "osf" in page.split("## Not run", 1)[1]
     tables = tmp_path / "docs" / "results_micro_v2"
     runs_csv = pd.read_csv(tables / "runs.csv")
-    assert len(runs_csv) == 12 and (tables / "front.png").stat().st_size > 5000
+    assert len(runs_csv) == 12 + n_extra and (tables / "front.png").stat().st_size > 5000
     # what moved, from the names the adapter plugins log (weight change; SSVD-O's angles)
     used = runs_csv[runs_csv["used"] & (runs_csv["phase"] == "test")]
     assert (used["weight_change"] > 0).all() and (used["weight_change_total"] > 0).all()
@@ -127,7 +138,8 @@ def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
     assert used.loc[used["arm"] == "lora", ["inner_angle", "outer_angle"]].isna().all().all()
     assert "\n## Where SSVD-O loses\n" in page
     matrices = pd.read_csv(tables / "wer_matrices.csv")
-    assert len(matrices) == 12 * 4 * 3  # whole matrices: base row + a row per domain, 3 domains
+    # whole matrices: base row + a row per domain, 3 domains
+    assert len(matrices) == (12 + n_extra) * 4 * 3
 
     # again: finished runs are reused, not recomputed, and the wall time adds up
     wall = RunDir(study_folder(study, tmp_path / "work").path).state()["wall_seconds"]
@@ -168,3 +180,20 @@ def test_an_arm_without_a_selected_rate_is_named() -> None:
     assert (
         _missing_rates(study, dict.fromkeys(["ssvdo", "lora", "ssvd", "full_adapted"], 1.0)) == []
     )
+
+
+def test_runs_beyond_the_grid_are_planned_after_it_and_keep_the_study_folder() -> None:
+    study, _ = load_study_v2("study_v2")
+    assert study["lr_selection"]["extend_at_edge"] == 2
+    grid = sorted(study["lr_selection"]["grid"])
+    plan = plan_v2(study, extensions={"ssvdo": [0.02, 0.04]})
+    ssvdo = [r.lr for r in plan if r.phase == "lr-selection" and r.arm == "ssvdo"]
+    assert ssvdo == [*grid, 0.02, 0.04]
+    lora = [r.lr for r in plan if r.phase == "lr-selection" and r.arm == "lora"]
+    assert lora == grid
+    # the extension settings add selection runs but change none: the same study folder
+    sel = study["lr_selection"]
+    same = {**study, "lr_selection": {**sel, "extend_at_edge": 0, "extend_factor": 3.0}}
+    other = {**study, "lr_selection": {**sel, "tie_points": 0.5}}
+    assert study_folder(same, "w").path == study_folder(study, "w").path
+    assert study_folder(other, "w").path != study_folder(study, "w").path
