@@ -79,11 +79,19 @@ def top_eigh(sym: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         vals, vecs = torch.linalg.eigh(sym)
         return vals[n - b :], vecs[:, n - b :]
     with _blas_threads().limit(limits=1, user_api="blas"):
-        vals, vecs = scipy.linalg.eigh(
-            sym.numpy(),
-            lower=True,
-            subset_by_index=[n - b, n - 1],
-            driver="evr",
-            check_finite=False,
-        )
+        return syevr_top(sym, b)
+
+
+def syevr_top(sym: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``syevr`` (SciPy) for the top ``b`` eigenpairs of the CPU float32/float64 ``sym``,
+    lower triangle, ascending; no checks and SciPy's BLAS on its own thread count (use
+    :func:`top_eigh`; ``tools.adapter_bench.eigh_crossover`` times this call alone)."""
+    n = sym.shape[0]
+    vals, vecs = scipy.linalg.eigh(
+        sym.detach().numpy(),
+        lower=True,
+        subset_by_index=[n - b, n - 1],
+        driver="evr",
+        check_finite=False,
+    )
     return torch.from_numpy(vals), torch.from_numpy(vecs)

@@ -80,8 +80,8 @@ SIDE_COLUMNS = ["figure", "a_arm", "a_budget", "a_share", "b_arm", "b_budget", "
 @dataclass(frozen=True)
 class ClaimV2:
     """A claim's verdict (``confirmed | refuted | inconclusive | not tested here | not run
-    yet``), its tests
-    after Holm, what it reports without testing, and why it was not tested (if so).
+    yet``), its tests after Holm, what it reports without testing, and why it was not tested
+    (if so).
 
     ``sides``: per test or reported difference, ``(name, figure, a, b)``: the figure compared
     and the two selections (``{arm, budget, share, base}``) whose difference ``a - b`` it is.

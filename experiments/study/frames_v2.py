@@ -126,7 +126,7 @@ def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, li
     why = (f"{len(missing)} of {len(planned.tests)} planned tests have no finished runs "
            "(counted as unclear)")  # fmt: skip
     # with no data at all the rule's "inconclusive" would read as a finding: say it did not run
-    verdict = NOT_RUN if len(missing) == len(planned.tests) else j.verdict
+    verdict = NOT_RUN if planned.tests and len(missing) == len(planned.tests) else j.verdict
     return ClaimV2(real.number, planned.statement, verdict, j, real.reported, reason=why,
                    sides=real.sides), [t.name for t in missing]  # fmt: skip
 

@@ -34,6 +34,7 @@ __all__ = [
     "PlannedRun",
     "edge_rates",
     "experiment_config",
+    "extension",
     "plan_v2",
     "rate_key",
     "schedule_setting",
@@ -231,6 +232,16 @@ def rate_key(x: float) -> float:
     return float(f"{float(x):.12g}")
 
 
+def extension(sel: Mapping[str, Any]) -> tuple[int, float]:
+    """``(extend_at_edge, extend_factor)`` of a study's ``lr_selection``: (0, 2.0) where unset,
+    as in pages written before the keys existed.
+
+    >>> extension({"grid": [1e-3]}), extension({"extend_at_edge": 2, "extend_factor": 3})
+    ((0, 2.0), (2, 3.0))
+    """
+    return int(sel.get("extend_at_edge", 0)), float(sel.get("extend_factor", 2.0))
+
+
 def edge_rates(
     results: Iterable[tuple[str, float, float]], sel: Mapping[str, Any]
 ) -> dict[str, list[float]]:
@@ -257,8 +268,8 @@ def edge_rates(
     >>> edge_rates(grid, {**sel, "extend_at_edge": 0})
     {}
     """
-    steps = int(sel.get("extend_at_edge", 0))
-    factor, tie = float(sel.get("extend_factor", 2.0)), float(sel.get("tie_points", 0.2))
+    steps, factor = extension(sel)
+    tie = float(sel.get("tie_points", 0.2))
     grid = sorted(rate_key(x) for x in sel["grid"])
     by_arm: dict[str, dict[float, float]] = {}
     for arm, lr, awer in results:

@@ -38,6 +38,7 @@ from experiments.study.plan_v2 import (
     PlannedRun,
     edge_rates,
     experiment_config,
+    extension,
     plan_v2,
     rate_key,
     select_lr,
@@ -123,7 +124,7 @@ def _beyond_the_grid(study: Mapping[str, Any], uri: str, run_phase, done: int) -
 
     sel = study["lr_selection"]
     grid = {rate_key(x) for x in sel["grid"]}
-    for _ in range(2 * int(sel.get("extend_at_edge", 0))):
+    for _ in range(2 * extension(sel)[0]):
         results = read_selection(uri, study)
         finished = {(arm, rate_key(lr)) for arm, lr, _ in results}
         extensions = edge_rates(results, sel)

@@ -27,6 +27,7 @@ import pandas as pd
 from experiments.study.claims_v2 import NOT_RUN, NOT_TESTED
 from experiments.study.levels_v2 import finite, num_text
 from experiments.study.page_tables import hours, md_table
+from experiments.study.plan_v2 import extension
 from experiments.study.store_v2 import PHASES
 from experiments.study.verdicts import RULE
 
@@ -202,15 +203,13 @@ def selection_section(sel: pd.DataFrame, study: Mapping[str, Any], meta: Mapping
         chosen.append([arm, _lr_text(rate) if rate is not None else "pending (no finished "
                        "selection run)", how])  # fmt: skip
     out += ["Rates the test runs use:", "", md_table(["arm", "rate", "from"], chosen), ""]
-    sel_cfg = study["lr_selection"]
-    steps = int(sel_cfg.get("extend_at_edge", 0))
+    steps, factor = extension(study["lr_selection"])
     done = sel[sel["status"].astype(str).str.startswith("finished")]
     tried = {str(a): [float(x) for x in part["lr"]] for a, part in done.groupby("arm")}
     edge = grid_edge_arms(selected, tried)
     if steps:
         out += [f"Beyond the grid: while the rule picks an arm's largest (smallest) rate tried, "
-                f"the next rate x {sel_cfg.get('extend_factor', 2.0):g} "
-                f"(/ {sel_cfg.get('extend_factor', 2.0):g}) is tried too, at most {steps} "
+                f"the next rate x {factor:g} (/ {factor:g}) is tried too, at most {steps} "
                 "time(s) each way.", ""]  # fmt: skip
     if edge:
         limit = (f"the protocol tries at most {steps} rate(s) beyond each end of the grid"

@@ -18,18 +18,14 @@ import argparse
 import functools
 import os
 
-import scipy.linalg
 import torch
 from threadpoolctl import threadpool_limits
+
+from cl_ssvdo.ssvdo.partial_eigh import syevr_top
 
 from .timing import median_time
 
 __all__ = ["crossover", "main"]
-
-
-def _syevr(array, b: int) -> None:
-    n = array.shape[0]
-    scipy.linalg.eigh(array, subset_by_index=[n - b, n - 1], driver="evr", check_finite=False)
 
 
 def crossover(sizes: list[int], shares: list[float], repeats: int = 5) -> list[dict]:
@@ -46,7 +42,7 @@ def crossover(sizes: list[int], shares: list[float], repeats: int = 5) -> list[d
                 full = median_time(functools.partial(torch.linalg.eigh, gram), cpu, 1, repeats, min)
                 for share in shares:
                     b = max(1, min(n, round(share * n)))
-                    run = functools.partial(_syevr, gram.numpy(), b)
+                    run = functools.partial(syevr_top, gram, b)
                     part = median_time(run, cpu, 1, repeats, min)
                     rows.append(
                         {"n": n, "b": b, "full_ms": 1e3 * full, "partial_ms": 1e3 * part,

@@ -248,3 +248,6 @@ def test_rejudge_partial_planned_and_unrun_claims() -> None:
     none, missing = _rejudge(claim([]), planned, 0.05)
     assert none.verdict == NOT_RUN and missing == names
     assert none.reason == "2 of 2 planned tests have no finished runs (counted as unclear)"
+    # a plan with no tests at all is not "not run yet": nothing was planned to run
+    empty, missing = _rejudge(ClaimV2(1, "s", NOT_TESTED), claim([]), 0.05)
+    assert empty.verdict == "inconclusive" and missing == []
