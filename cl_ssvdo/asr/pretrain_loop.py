@@ -8,6 +8,7 @@ Must not depend on avalanche, mlflow or benchmarks.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from typing import Any
 
@@ -97,10 +98,10 @@ class PretrainLoop:
             "model": model,
             "optimizer": self.optimizer,
             "scheduler": self.scheduler,
-            "state": self.state,
         }
         if use_amp:
             recoverables["scaler"] = self.scaler
+        recoverables["state"] = self.state  # saved last: see _drop_unfinished
         self.checkpointer = Checkpointer(checkpoint_dir, recoverables=recoverables)
         self.resumed_from = self._recover()
         self.last_ckpt_time = time.monotonic()
@@ -108,6 +109,7 @@ class PretrainLoop:
     def _recover(self) -> int:
         """Loads the latest checkpoint, if any; returns the step it resumed from."""
         state = self.state
+        self._drop_unfinished()
         recovered = self.checkpointer.recover_if_possible()
         resumed_from = state.step
         if recovered is not None:
@@ -117,6 +119,27 @@ class PretrainLoop:
             if not state.restore_rng():  # a checkpoint written before generator states were kept
                 seed_everything(self.seed + state.step)
         return resumed_from
+
+    def _drop_unfinished(self) -> None:
+        """Deletes checkpoints whose save or deletion a killed process interrupted.
+
+        SpeechBrain writes a checkpoint's ``CKPT.yaml`` before its parameter files, and deletes
+        old checkpoints file by file, so a kill at the wrong moment leaves a folder that is listed
+        as the newest (or the best) checkpoint but lacks files. The recoverables are saved in
+        order, ``state`` last: a checkpoint is complete when every file is there and
+        ``state.ckpt`` parses.
+        """
+        names = list(self.checkpointer.recoverables)
+        for ckpt in self.checkpointer.list_checkpoints():
+            missing = [n for n in names if n not in ckpt.paramfiles]
+            if not missing and TrainState.is_readable(ckpt.paramfiles["state"]):
+                continue
+            logger.warning(
+                "deleting checkpoint %s: its save was interrupted (missing or unreadable: %s)",
+                ckpt.path,
+                ", ".join(missing) or "state",
+            )
+            shutil.rmtree(ckpt.path)
 
     def save(self, valid_wer: float | None, end_of_epoch: bool) -> None:
         """Checkpoints model, optimizer, scheduler and state (keeping the best by WER)."""

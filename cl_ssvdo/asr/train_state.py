@@ -82,6 +82,14 @@ class TrainState:
         """Writes the state as JSON."""
         Path(path).write_text(json.dumps(vars(self)), encoding="utf-8")
 
+    @staticmethod
+    def is_readable(path: str | Path) -> bool:
+        """True when ``path`` holds a complete state written by :meth:`save`."""
+        try:
+            return isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict)
+        except (OSError, ValueError):
+            return False
+
     @mark_as_loader
     def load(self, path: str | Path, end_of_epoch: bool = False) -> None:
         """Reads the state written by :meth:`save`."""

@@ -93,6 +93,50 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     )
 
 
+@pytest.mark.parametrize("interrupted", ["after_meta", "in_state"])
+def test_a_save_interrupted_by_a_kill_is_skipped_on_resume(
+    adult_items, tmp_path, one_thread, interrupted: str
+) -> None:
+    """A newest checkpoint folder left half-written by a kill is deleted, not loaded."""
+    import shutil
+
+    import yaml
+
+    tok = CharTokenizer()
+    kw = dict(
+        batch_size=4,
+        lr=3e-3,
+        warmup_steps=1,
+        schedule_steps=10,
+        max_epochs=50,
+        ckpt_every_minutes=None,
+        ckpt_every_steps=2,
+        export=False,
+        restore_best=False,
+        progress=False,
+        out_dir=tmp_path,
+    )
+    first = pretrain(_fresh(0), tok, adult_items, None, max_steps=6, **kw)
+    assert first.steps == 6
+    (complete,) = (tmp_path / "checkpoints").glob("CKPT*")
+    # what SpeechBrain leaves when killed mid-save: a newer folder, meta first
+    broken = complete.with_name(complete.name + "-later")
+    shutil.copytree(complete, broken)
+    meta = yaml.safe_load((broken / "CKPT.yaml").read_text())
+    meta.update(unixtime=meta["unixtime"] + 60, step=8)
+    (broken / "CKPT.yaml").write_text(yaml.safe_dump(meta))
+    if interrupted == "after_meta":
+        for name in ("optimizer", "scheduler", "state"):
+            (broken / f"{name}.ckpt").unlink()
+        (broken / "model.ckpt").write_bytes((complete / "model.ckpt").read_bytes()[:100])
+    else:
+        (broken / "state.ckpt").write_text((complete / "state.ckpt").read_text()[:50])
+
+    resumed = pretrain(_fresh(1), tok, adult_items, None, max_steps=8, **kw)
+    assert (resumed.resumed_from_step, resumed.steps) == (6, 8)
+    assert not broken.exists()
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_stream, tmp_path, one_thread) -> None:
     """SIGKILL a command-line pretraining, then resume it in-process from its checkpoint."""
     train = tiny_stream.manifest("adult", "train")
