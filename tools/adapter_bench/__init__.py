@@ -39,7 +39,9 @@ Modules: ``shapes`` (the stacks), ``peer`` (full-factor reference), ``arithmetic
 ``variant`` (a model under test and its step), ``timing``, ``memory``, ``setup_cost``
 (set-up vs thin SVD), ``stack`` (one stack measured), ``report`` (tables and verdicts),
 ``cli`` (flags and ``main``); ``eigh_crossover`` (``python -m tools.adapter_bench.eigh_crossover``:
-the partial ``syevr`` of the set-up against torch's full ``eigh``, per size and share).
+the partial ``syevr`` of the set-up against torch's full ``eigh``, per size and share);
+``width_alignment`` (``python -m tools.adapter_bench.width_alignment``: a hybrid training call
+at component count a against a padded to a multiple of 16).
 """
 
 from tools.adapter_bench.arithmetic import arithmetic_macs
