@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from experiments.config import ConfigError, config_hash
+from experiments.folder_lock import folder_lock
 
 __all__ = [
     "base_folder",
@@ -206,56 +208,70 @@ def prepare_base_model(
 ):
     """``(model, tokenizer, folder)``: the base model, pretrained first when its folder is
     missing (or ``force``). Returns a freshly loaded model (pretrained weights, train mode off)."""
-    from cl_ssvdo.asr import CharTokenizer, export_pretrained, pretrain
-    from cl_ssvdo.asr.fingerprint import stream_sha256
-    from cl_ssvdo.asr.pretrain import build_seeded_asr
     from experiments.factory import resolve_device
 
     folder = base_folder(config, info)
     device = device or resolve_device(config["train"]["device"])
-    if force and folder.exists():
-        shutil.rmtree(folder)
-        shutil.rmtree(folder.with_name(folder.name + ".train"), ignore_errors=True)
-    if not is_pretrained_folder(folder):
-        if config["model"].get("pretrained") and folder.exists() and any(folder.iterdir()):
-            raise ConfigError(
-                f"{folder} exists but is not a pretrained folder (no hyperparams.yaml/model.ckpt)",
-                "model.pretrained",
-            )
-        settings = config["model"]["pretrain"]
-        domains = _pretrain_domains(config, info)
-        limit = config["stream"].get("max_utterances")
-        tokenizer = CharTokenizer()
-        try:
-            # Seeded before building: torch seeds its generator at random in every process, so
-            # an unseeded initialisation made every pretraining a different base (issue 19).
-            model = build_seeded_asr(
-                config["model"]["preset"], tokenizer.vocab_size, settings["seed"]
-            )
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc), "model.preset") from exc
-        pretrain(
-            model,
-            tokenizer,
-            _manifest_data(info, domains, "train", limit),
-            _manifest_data(info, domains, "valid", limit),
-            out_dir=folder.with_name(folder.name + ".train"),
-            max_epochs=settings["max_epochs"],
-            max_steps=settings["max_steps"],
-            max_minutes=settings["max_minutes"],
-            lr=settings["lr"],
-            weight_decay=settings["weight_decay"],
-            warmup_steps=settings["warmup_steps"],
-            batch_size=settings["batch_size"],
-            early_stopping_patience=settings["early_stopping_patience"],
-            device=device,
-            seed=settings["seed"],
-            export=False,
-            progress=progress,
+
+    def busy(holder: str) -> None:
+        print(
+            f"cl-ssvdo: base {folder} is being built by process {holder}; waiting", file=sys.stderr
         )
-        export_pretrained(model, tokenizer, folder, stream_sha=stream_sha256(info.root))
+
+    if force or not is_pretrained_folder(folder):
+        # Two runs of a study can need the same missing base at once: one pretrains, the other
+        # waits and then loads what the first exported.
+        with folder_lock(folder, on_busy=busy):
+            if force and folder.exists():
+                shutil.rmtree(folder)
+                shutil.rmtree(folder.with_name(folder.name + ".train"), ignore_errors=True)
+            if not is_pretrained_folder(folder):
+                _pretrain_base(config, info, folder, device, progress)
     model, tokenizer = load_base_model(folder, device)
     return model, tokenizer, folder
+
+
+def _pretrain_base(config: Mapping[str, Any], info, folder: Path, device, progress: bool) -> None:
+    """Pretrains the base of ``config`` on its pretraining domains and exports it to ``folder``."""
+    from cl_ssvdo.asr import CharTokenizer, export_pretrained, pretrain
+    from cl_ssvdo.asr.fingerprint import stream_sha256
+    from cl_ssvdo.asr.pretrain import build_seeded_asr
+
+    if config["model"].get("pretrained") and folder.exists() and any(folder.iterdir()):
+        raise ConfigError(
+            f"{folder} exists but is not a pretrained folder (no hyperparams.yaml/model.ckpt)",
+            "model.pretrained",
+        )
+    settings = config["model"]["pretrain"]
+    domains = _pretrain_domains(config, info)
+    limit = config["stream"].get("max_utterances")
+    tokenizer = CharTokenizer()
+    try:
+        # Seeded before building: torch seeds its generator at random in every process, so
+        # an unseeded initialisation made every pretraining a different base (issue 19).
+        model = build_seeded_asr(config["model"]["preset"], tokenizer.vocab_size, settings["seed"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), "model.preset") from exc
+    pretrain(
+        model,
+        tokenizer,
+        _manifest_data(info, domains, "train", limit),
+        _manifest_data(info, domains, "valid", limit),
+        out_dir=folder.with_name(folder.name + ".train"),
+        max_epochs=settings["max_epochs"],
+        max_steps=settings["max_steps"],
+        max_minutes=settings["max_minutes"],
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        warmup_steps=settings["warmup_steps"],
+        batch_size=settings["batch_size"],
+        early_stopping_patience=settings["early_stopping_patience"],
+        device=device,
+        seed=settings["seed"],
+        export=False,
+        progress=progress,
+    )
+    export_pretrained(model, tokenizer, folder, stream_sha=stream_sha256(info.root))
 
 
 def evaluate_config(

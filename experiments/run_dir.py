@@ -23,14 +23,14 @@ Example
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from experiments.folder_lock import folder_lock
 
 __all__ = ["RunDir", "RunFolderBusyError"]
 
@@ -110,29 +110,17 @@ class RunDir:
         """Hold an exclusive ``fcntl`` lock on ``<run folder>.lock`` (next to the folder, so
         ``--fresh`` can remove the folder). A second process running the same folder waits
         (with a message) or, with ``wait=False``, gets a :class:`RunFolderBusyError`."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.parent / f"{self.path.name}.lock"
-        with lock.open("a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "?"
-                if not wait:
-                    raise RunFolderBusyError(self.path, holder) from None
-                print(
-                    f"cl-ssvdo: run folder {self.path} is in use by process {holder}; waiting",
-                    file=sys.stderr,
-                )
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+        def busy(holder: str) -> None:
+            if not wait:
+                raise RunFolderBusyError(self.path, holder)
+            print(
+                f"cl-ssvdo: run folder {self.path} is in use by process {holder}; waiting",
+                file=sys.stderr,
+            )
+
+        with folder_lock(self.path, on_busy=busy):
+            yield
 
     def is_run_dir(self) -> bool:
         return (self.path / "config.yaml").is_file() and (self.path / "state.json").is_file()

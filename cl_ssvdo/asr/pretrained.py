@@ -137,8 +137,9 @@ def export_pretrained(
         vocab_size=model.vocab_size,
         preset_block=preset_block.rstrip(),
     )
-    (out / HPARAMS_FILE).write_text(text, encoding="utf-8")
     write_fingerprint(out, weights_sha256(state), stream_sha)
+    # Last: a folder counts as pretrained once its hyperparams file is there.
+    (out / HPARAMS_FILE).write_text(text, encoding="utf-8")
     return out
 
 
