@@ -221,10 +221,12 @@ def study_record(tracking_uri: str, experiment: str, study: str) -> dict[str, An
         return {}
     walls = [r.data.metrics.get("study_wall_seconds", math.nan) for r in runs]
     finite = [w for w in walls if math.isfinite(w)]
+    # v2 records count their invocations (a resumed study keeps one record run)
+    counted = [r.data.metrics.get("study_invocations") for r in runs]
     return {
         "status": runs[0].info.status,
         "wall_seconds": float(sum(finite)) if finite else math.nan,
-        "invocations": len(runs),
+        "invocations": int(sum(c for c in counted if c is not None)) or len(runs),
         "command": runs[0].data.params.get("study.command", ""),
         "started_ms": min(r.info.start_time for r in runs),
     }

@@ -165,13 +165,22 @@ def run_study_v2(
     if fresh:
         forget_study(folder, uri, study)
     folder.create()
-    wall = float(folder.state().get("wall_seconds", 0.0))
+    previous = folder.state()
+    wall = float(previous.get("wall_seconds", 0.0))
+    invocation = int(previous.get("invocations", 0)) + 1
     started = time.time()
     recorder = open_study_record(folder, uri, study, command, workdir)
-    folder.update_state(kind="study", version=2, status="RUNNING")
+    folder.update_state(kind="study", version=2, status="RUNNING", invocations=invocation)
 
     def elapsed() -> float:
         return wall + time.time() - started
+
+    def log_wall() -> None:
+        # Stepped by the study's own seconds, which only grow across resumptions, so the
+        # store's latest value is the newest total (a step per run count restarts at 0).
+        seconds = elapsed()
+        metrics = {"study_wall_seconds": seconds, "study_invocations": invocation}
+        recorder.log_metrics(metrics, step=int(seconds))
 
     def run_phase(phase: str, runs: Sequence[PlannedRun], done: int) -> int:
         if progress:
@@ -179,7 +188,8 @@ def run_study_v2(
         runner.run(_jobs(study, runs, source, folder, uri), progress=progress)
         done += len(runs)
         folder.update_state(wall_seconds=elapsed(), phase_done=phase)
-        recorder.log_metrics({"study_wall_seconds": elapsed(), "study_runs_done": done}, step=done)
+        recorder.log_metrics({"study_runs_done": done}, step=done)
+        log_wall()
         return done
 
     plan = plan_v2(study)
@@ -203,11 +213,11 @@ def run_study_v2(
         )
     except BaseException:
         folder.update_state(wall_seconds=elapsed(), status="FAILED")
-        recorder.log_metrics({"study_wall_seconds": elapsed()}, step=done + 1)
+        log_wall()
         recorder.finish("FAILED")
         raise
     folder.update_state(wall_seconds=elapsed(), status="FINISHED")
-    recorder.log_metrics({"study_wall_seconds": elapsed()}, step=done + 1)
+    log_wall()
     recorder.finish("FINISHED")
     if progress:
         print(f"study {study['name']}: {elapsed() / 3600:.2f} h of wall time in all")

@@ -153,7 +153,14 @@ def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
     monkeypatch.setattr(collect, "read_selection", lambda uri, s: lora_only)
     with pytest.raises(ConfigError, match=r"lr_selection.*\['ssvdo'\]|\['ssvdo'\].*lr_selection"):
         run_study_v2(study, path, command="test", tracking_uri=store_uri, progress=False)
-    assert RunDir(study_folder(study, tmp_path / "work").path).state()["status"] == "FAILED"
+    state = RunDir(study_folder(study, tmp_path / "work").path).state()
+    assert state["status"] == "FAILED"
+    # the page's wall time is the newest total, also after an invocation that stopped early
+    # (its run count, the old metric step, was below the finished invocation's)
+    record = collect.study_record(store_uri, study["experiment"], study["name"])
+    assert record["invocations"] == 3 == state["invocations"]
+    assert record["wall_seconds"] == pytest.approx(state["wall_seconds"], abs=0.5)
+    assert record["wall_seconds"] > again.wall_seconds
 
 
 def test_planned_runs_have_distinct_folder_names_without_spaces() -> None:
