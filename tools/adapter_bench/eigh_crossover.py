@@ -22,6 +22,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from cl_ssvdo.ssvdo.partial_eigh import syevr_top
+from cl_ssvdo.ssvdo.serial import one_intra_op_thread
 
 from .timing import median_time
 
@@ -31,25 +32,20 @@ __all__ = ["crossover", "main"]
 def crossover(sizes: list[int], shares: list[float], repeats: int = 5) -> list[dict]:
     """One row per (n, share): n, b, ms of ``torch.linalg.eigh``, ms of ``syevr``, ratio."""
     cpu = torch.device("cpu")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            for n in sizes:
-                A = torch.randn(n + 5, n, generator=torch.Generator().manual_seed(n))
-                gram = A.T @ A
-                full = median_time(functools.partial(torch.linalg.eigh, gram), cpu, 1, repeats, min)
-                for share in shares:
-                    b = max(1, min(n, round(share * n)))
-                    run = functools.partial(syevr_top, gram, b)
-                    part = median_time(run, cpu, 1, repeats, min)
-                    rows.append(
-                        {"n": n, "b": b, "full_ms": 1e3 * full, "partial_ms": 1e3 * part,
-                         "ratio": part / full}
-                    )  # fmt: skip
-    finally:
-        torch.set_num_threads(previous)
+    with one_intra_op_thread(), threadpool_limits(limits=1, user_api="blas"):
+        for n in sizes:
+            A = torch.randn(n + 5, n, generator=torch.Generator().manual_seed(n))
+            gram = A.T @ A
+            full = median_time(functools.partial(torch.linalg.eigh, gram), cpu, 1, repeats, min)
+            for share in shares:
+                b = max(1, min(n, round(share * n)))
+                run = functools.partial(syevr_top, gram, b)
+                part = median_time(run, cpu, 1, repeats, min)
+                rows.append(
+                    {"n": n, "b": b, "full_ms": 1e3 * full, "partial_ms": 1e3 * part,
+                     "ratio": part / full}
+                )  # fmt: skip
     return rows
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from cl_ssvdo.ssvdo.forward import hybrid_linear
+from cl_ssvdo.ssvdo.serial import one_intra_op_thread
 
 from .timing import load_average
 
@@ -56,9 +57,7 @@ def compare_widths(
     repeats: int = 9,
 ) -> list[dict]:
     """One row per width a: a, the padded width, median ms of each, padded / unpadded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_intra_op_thread():
         gen = torch.Generator().manual_seed(0)
         weight = torch.randn(m, n, generator=gen) * n**-0.5
         x = torch.randn(tokens, n, generator=gen)
@@ -72,8 +71,6 @@ def compare_widths(
                 start = time.perf_counter()
                 call()
                 times[w].append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous)
     rows = []
     for a, (plain, padded) in pairs.items():
         plain_ms = 1e3 * statistics.median(times[plain])

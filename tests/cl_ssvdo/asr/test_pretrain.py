@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,18 @@ from cl_ssvdo.asr.train_state import warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[3]
 NO_DROPOUT = {"base": "ci", "dropout": 0.0}
+# A few steps on 16 utterances (4 batches per epoch), checkpointed only when told to.
+RESUMABLE = dict(
+    batch_size=4,
+    lr=3e-3,
+    warmup_steps=3,
+    schedule_steps=10,
+    max_epochs=50,
+    ckpt_every_minutes=None,
+    export=False,
+    restore_best=False,
+    progress=False,
+)
 
 
 @given(st.integers(1, 50), st.integers(0, 200), st.floats(0.0, 0.5))
@@ -57,17 +71,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     adult_items, tmp_path, one_thread
 ) -> None:
     tok = CharTokenizer()
-    kw = dict(
-        batch_size=4,
-        lr=3e-3,
-        warmup_steps=3,
-        schedule_steps=10,
-        max_epochs=50,
-        ckpt_every_minutes=None,
-        export=False,
-        restore_best=False,
-        progress=False,
-    )
+    kw = RESUMABLE
     # interrupted at step 6: in the middle of the second epoch (4 batches per epoch)
     first = pretrain(_fresh(0), tok, adult_items, None, out_dir=tmp_path / "a", max_steps=6, **kw)
     assert (first.steps, first.epochs_completed, first.stopped_by) == (6, 1, "max_steps")
@@ -98,24 +102,8 @@ def test_a_save_interrupted_by_a_kill_is_skipped_on_resume(
     adult_items, tmp_path, one_thread, interrupted: str
 ) -> None:
     """A newest checkpoint folder left half-written by a kill is deleted, not loaded."""
-    import shutil
-
-    import yaml
-
     tok = CharTokenizer()
-    kw = dict(
-        batch_size=4,
-        lr=3e-3,
-        warmup_steps=1,
-        schedule_steps=10,
-        max_epochs=50,
-        ckpt_every_minutes=None,
-        ckpt_every_steps=2,
-        export=False,
-        restore_best=False,
-        progress=False,
-        out_dir=tmp_path,
-    )
+    kw = {**RESUMABLE, "ckpt_every_steps": 2, "out_dir": tmp_path}
     first = pretrain(_fresh(0), tok, adult_items, None, max_steps=6, **kw)
     assert first.steps == 6
     (complete,) = (tmp_path / "checkpoints").glob("CKPT*")
