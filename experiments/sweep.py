@@ -207,7 +207,8 @@ def run_sweep(
     ``executor`` (else the config's ``executor`` section, else local): where the children run
     (``experiments.executors``); the parent and its children are the same for every executor.
     """
-    from experiments.executors import ChildJob, make_executor
+    from experiments.executors import ChildJob, make_executor, run_is_finished
+    from experiments.executors.progress import JobsProgress
 
     runner = make_executor(executor if executor is not None else config.get("executor"))
 
@@ -276,7 +277,10 @@ def run_sweep(
         folder.update_state(child_dirs=started)
 
     try:
-        results: list[RunResult] = runner.run(jobs, progress=progress)
+        finished = frozenset(i for i, job in enumerate(jobs) if run_is_finished(job.run_dir))
+        on_result = JobsProgress(f"sweep {config['name']}", len(jobs), finished,
+                                 record_child_dirs, show=progress)  # fmt: skip
+        results: list[RunResult] = runner.run(jobs, progress=progress, on_result=on_result)
         for child, result in zip(children, results, strict=True):
             result.name = child.label
         record_child_dirs()

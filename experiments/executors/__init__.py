@@ -11,9 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments.config import ConfigError
-from experiments.executors.base import ChildJob, Executor, read_attempts, run_child
+from experiments.executors.base import (
+    ChildJob,
+    Executor,
+    read_attempts,
+    run_child,
+    run_is_finished,
+)
 
-__all__ = ["KINDS", "ChildJob", "Executor", "make_executor", "read_attempts", "run_child"]
+__all__ = ["KINDS", "ChildJob", "Executor", "make_executor", "read_attempts", "run_child",
+           "run_is_finished"]  # fmt: skip
 
 KINDS = ("local", "ray", "slurm")
 

@@ -20,16 +20,19 @@ import socket
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiments.results import RunResult
 
-__all__ = ["ChildJob", "Executor", "read_attempts", "run_child", "run_job"]
+__all__ = ["ChildJob", "Executor", "OnResult", "read_attempts", "run_child", "run_is_finished",
+           "run_job"]  # fmt: skip
 
 ATTEMPTS_FILE = "attempts.jsonl"
+# Called with (index of the job in the submitted list, its result) as each job ends.
+OnResult = Callable[[int, RunResult], None]
 # Passed on to workers that do not inherit the submitting shell's environment (Ray, Slurm).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "MLFLOW_ENABLE_ASYNC_LOGGING", "MLFLOW_TRACKING_USERNAME",
                  "MLFLOW_TRACKING_PASSWORD", "CL_SSVDO_TEST_CACHE")  # fmt: skip
@@ -69,6 +72,12 @@ def _resumed_from(run_dir: Path) -> int | None:
     return None if point is None else int(point[0])
 
 
+def run_is_finished(run_dir: str | Path) -> bool:
+    """The run folder holds a finished run, which a job reads back instead of recomputing."""
+    state = Path(run_dir) / "state.json"
+    return state.is_file() and json.loads(state.read_text()).get("status") == "FINISHED"
+
+
 def read_attempts(run_dir: str | Path) -> list[dict[str, Any]]:
     """The attempts of a run folder, oldest first (empty when it never ran under an executor)."""
     path = Path(run_dir) / ATTEMPTS_FILE
@@ -86,9 +95,7 @@ def run_child(job: ChildJob) -> RunResult:
         torch.set_num_threads(int(job.threads))
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = run_dir / "state.json"
-    finished = state.is_file() and json.loads(state.read_text()).get("status") == "FINISHED"
-    if not finished:
+    if not run_is_finished(run_dir):
         record = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -129,8 +136,13 @@ class Executor(ABC):
         self.settings = {**self.defaults, **dict(settings or {})}
 
     @abstractmethod
-    def run(self, jobs: Sequence[ChildJob], *, progress: bool = True) -> list[RunResult]:
-        """Every job's result, in the order of ``jobs``; raises if a job failed for good."""
+    def run(
+        self, jobs: Sequence[ChildJob], *, progress: bool = True, on_result: OnResult | None = None
+    ) -> list[RunResult]:
+        """Every job's result, in the order of ``jobs``; raises if a job failed for good.
+
+        ``on_result(i, result)`` is called as job ``i`` ends, in the order the jobs end.
+        """
 
     def describe(self) -> dict[str, str]:
         """Params logged on the sweep's parent run (``executor.*``)."""

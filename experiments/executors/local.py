@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experiments.executors.base import ChildJob, Executor, run_job
+from experiments.executors.base import ChildJob, Executor, OnResult, run_job
 from experiments.results import RunResult, format_result
 
 __all__ = ["LocalExecutor"]
@@ -19,11 +19,15 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, jobs: Sequence[ChildJob], *, progress: bool = True) -> list[RunResult]:
+    def run(
+        self, jobs: Sequence[ChildJob], *, progress: bool = True, on_result: OnResult | None = None
+    ) -> list[RunResult]:
         results = []
-        for job in jobs:
+        for i, job in enumerate(jobs):
             result = run_job(job, progress=progress)
             if progress:
                 print(format_result(result))
             results.append(result)
+            if on_result is not None:
+                on_result(i, result)
         return results

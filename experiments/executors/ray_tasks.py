@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.executors.base import ChildJob, Executor, forwarded_env, run_child
+from experiments.executors.base import ChildJob, Executor, OnResult, forwarded_env, run_child
 from experiments.results import RunResult, format_result
 
 __all__ = ["RayExecutor"]
@@ -49,7 +49,9 @@ class RayExecutor(Executor):
             opts["runtime_env"] = s["runtime_env"]
         return opts
 
-    def run(self, jobs: Sequence[ChildJob], *, progress: bool = True) -> list[RunResult]:
+    def run(
+        self, jobs: Sequence[ChildJob], *, progress: bool = True, on_result: OnResult | None = None
+    ) -> list[RunResult]:
         import ray
 
         started_here = False
@@ -91,6 +93,8 @@ class RayExecutor(Executor):
                     results[index[ref]] = result
                     if progress:
                         print(f"[ray {time.monotonic() - t0:.0f}s] {format_result(result)}")
+                    if on_result is not None:
+                        on_result(index[ref], result)
             return [r for r in results if r is not None]
         finally:
             if started_here:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.executors.base import ChildJob, Executor, forwarded_env, run_child
+from experiments.executors.base import ChildJob, Executor, OnResult, forwarded_env, run_child
 from experiments.results import RunResult, format_result
 
 __all__ = ["ResumableChild", "SlurmExecutor"]
@@ -75,14 +75,18 @@ class SlurmExecutor(Executor):
             params["slurm_additional_parameters"] = dict(s["additional_parameters"])
         return params
 
-    def run(self, jobs: Sequence[ChildJob], *, progress: bool = True) -> list[RunResult]:
+    def run(
+        self, jobs: Sequence[ChildJob], *, progress: bool = True, on_result: OnResult | None = None
+    ) -> list[RunResult]:
         t0 = time.monotonic()
         results = []
-        for job in self.submit(jobs):
+        for i, job in enumerate(self.submit(jobs)):
             result = job.result()  # raises submitit.core.utils.FailedJobError with the log
             if progress:
                 print(f"[slurm {job.job_id} {time.monotonic() - t0:.0f}s] {format_result(result)}")
             results.append(result)
+            if on_result is not None:
+                on_result(i, result)
         return results
 
     def submit(self, jobs: Sequence[ChildJob]) -> list[Any]:

@@ -153,7 +153,8 @@ def run_study_v2(
     ``ConfigError`` (naming ``lr_selection``) when an arm has no finished selection run to
     take its rate from (every grid rate diverged, say).
     """
-    from experiments.executors import make_executor
+    from experiments.executors import make_executor, run_is_finished
+    from experiments.executors.progress import JobsProgress
     from experiments.study.collect import read_selection
     from experiments.study.run import forget_study, open_study_record, study_folder
     from experiments.tracking import check_tracking
@@ -182,10 +183,18 @@ def run_study_v2(
         metrics = {"study_wall_seconds": seconds, "study_invocations": invocation}
         recorder.log_metrics(metrics, step=int(seconds))
 
+    def save_wall() -> None:
+        folder.update_state(wall_seconds=elapsed())
+        log_wall()
+
     def run_phase(phase: str, runs: Sequence[PlannedRun], done: int) -> int:
         if progress:
             print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
-        runner.run(_jobs(study, runs, source, folder, uri), progress=progress)
+        jobs = _jobs(study, runs, source, folder, uri)
+        finished = frozenset(i for i, job in enumerate(jobs) if run_is_finished(job.run_dir))
+        on_result = JobsProgress(f"{study['name']} {phase}", len(jobs), finished, save_wall,
+                                  show=progress)  # fmt: skip
+        runner.run(jobs, progress=progress, on_result=on_result)
         done += len(runs)
         folder.update_state(wall_seconds=elapsed(), phase_done=phase)
         recorder.log_metrics({"study_runs_done": done}, step=done)

@@ -79,7 +79,7 @@ def _children(client: MlflowClient, parent_id: str) -> dict[str, object]:
 
 
 def test_ray_sweep_matches_local_and_survives_a_killed_worker(
-    micro_sweep, two_node_cluster, tmp_path
+    micro_sweep, two_node_cluster, tmp_path, capsys
 ) -> None:
     local_uri = f"sqlite:///{(tmp_path / 'local.db').as_posix()}"
     local = run_sweep(micro_sweep(tmp_path / "local"), tracking_uri=local_uri, progress=False)
@@ -141,12 +141,18 @@ def test_ray_sweep_matches_local_and_survives_a_killed_worker(
     # the killed attempt's MLflow run does not linger as a second child
     assert len(rc.search_runs([rp.info.experiment_id])) == 3
 
-    # re-submitting the finished sweep reruns nothing
+    # re-submitting the finished sweep reruns nothing, and says so run by run
+    capsys.readouterr()
     again = run_sweep(
         micro_sweep(tmp_path / "ray"),
         tracking_uri=ray_uri,
-        progress=False,
+        progress=True,
         executor={"kind": "ray", "ray": _ray(two_node_cluster)},
     )
     assert again.parent_run_id == remote.parent_run_id
     assert len(read_attempts(by_name[KILLED].run_dir)) == 2
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "runs finished" in ln]
+    assert [ln.split("] ", 1)[1] for ln in lines] == [
+        "1 of 2 runs finished (read back)",
+        "2 of 2 runs finished (read back)",
+    ]

@@ -5,6 +5,9 @@ the rate the rule chose, seed-major, resumable without recomputing."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,8 @@ from experiments.study.plan_v2 import plan_v2, rate_key, select_lr
 from experiments.study.run import study_folder
 from experiments.study.run_v2 import _missing_rates, run_slug, run_study_v2, seed_major_order
 from tests.experiments.conftest import TINY_OVERRIDES
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _micro_v2(tmp_path: Path, tiny_stream, pretrained_ci, experiment: str) -> Path:
@@ -161,6 +166,42 @@ def test_micro_v2_study_selects_on_valid_then_tests_seed_major_and_resumes(
     assert record["invocations"] == 3 == state["invocations"]
     assert record["wall_seconds"] == pytest.approx(state["wall_seconds"], abs=0.5)
     assert record["wall_seconds"] > again.wall_seconds
+
+    # killed outright (SIGKILL: no handler runs) two runs into the test phase: the time up to
+    # its last finished run is on disk, not only the time up to the last phase's end
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_INVOCATION, str(path), store_uri],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert "[micro_v2 test + reference] 2 of 6 runs finished (read back)" in done.stdout
+    killed = RunDir(study_folder(study, tmp_path / "work").path).state()
+    assert killed["invocations"] == 4
+    assert killed["wall_seconds"] >= state["wall_seconds"] + 2 * _PAUSE_S
+
+
+_PAUSE_S = 5.0
+# A fourth invocation of the finished micro study whose test-phase jobs take _PAUSE_S each (read
+# back, then a pause) and which kills itself inside the third.
+_KILLED_INVOCATION = f"""
+import os, signal, sys, time
+from experiments.executors import local
+from experiments.study.config import load_study_v2
+from experiments.study.run_v2 import run_study_v2
+
+real, seen = local.run_job, []
+def paused(job, progress=False):
+    result = real(job, progress=progress)
+    if "-s100-" not in job.run_name:  # not a selection run (seed 100)
+        seen.append(job.run_name)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep({_PAUSE_S})
+    return result
+local.run_job = paused
+study, _ = load_study_v2(sys.argv[1])
+run_study_v2(study, sys.argv[1], command="test", tracking_uri=sys.argv[2])
+"""
 
 
 def test_planned_runs_have_distinct_folder_names_without_spaces() -> None:

@@ -1,0 +1,42 @@
+"""Run-by-run progress of a batch of jobs (experiments.executors.progress): the checkpoint
+after every run, the line, and an estimate that leaves read-back runs out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from experiments.executors.progress import JobsProgress
+from experiments.run_dir import RunDir
+
+
+def test_the_checkpoint_is_on_disk_after_every_run(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path / "study").create()
+    calls: list[int] = []
+
+    def save() -> None:
+        calls.append(1)
+        folder.update_state(saved=len(calls))
+
+    progress = JobsProgress("s", total=3, finished_before=frozenset(), checkpoint=save, show=False)
+    for i in range(3):
+        progress(i, None)
+        assert RunDir(tmp_path / "study").state()["saved"] == i + 1  # read back from disk
+
+
+def test_the_estimate_counts_only_computed_runs(capsys) -> None:
+    progress = JobsProgress("sweep x", total=5, finished_before=frozenset({0, 1}),
+                            checkpoint=None)  # fmt: skip
+    progress(1, None)
+    assert capsys.readouterr().out == "[sweep x] 1 of 5 runs finished (read back)\n"
+    assert progress.eta_seconds() is None
+    progress.started = time.monotonic() - 600.0  # ten minutes into the batch
+    progress(3, None)  # computed
+    progress(0, None)  # read back: no time of its own
+    assert (progress.done, progress.computed) == (3, 1)
+    # two runs left to compute (5 - 2 read back - 1 done), at ten minutes each
+    assert abs(progress.eta_seconds() - 1200.0) < 5.0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert (
+        last == "[sweep x] 3 of 5 runs finished; 1 computed now, 10.0 min each; about 20.0 min left"
+    )
