@@ -17,10 +17,12 @@ Figures per pair of arms (``a - b``, WER points, negative = ``a`` better):
 - **forgetting**: pooled over the earlier domains (adult included) of the final row, errors
   there minus errors right after that domain was learned (adult: minus the base row 0);
 
+- **final AWER**: the mean over every domain (the base domain included) of its WER after the
+  last experience, as ``cl_ssvdo.metrics.awer`` reads it off a run's matrix;
+
 each with ``experiments.study.verdicts.bootstrap_wer_difference``: runs (``base x seed``) with
 replacement (paired when both arms ran the same ones), then voices (``domain/speaker``), then
-utterances within a drawn voice. AWER and BWT exist only per run: :func:`seed_figures` and a
-per-seed bootstrap (``experiments.study.verdicts.bootstrap_seed_difference``).
+utterances within a drawn voice (AWER: voices drawn within each domain).
 
 >>> from experiments.study.collect import DOMAINS
 >>> from experiments.study.synthetic import synthetic_frame
@@ -38,22 +40,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cl_ssvdo.metrics import awer, bwt
 from experiments.study.collect import COLUMNS, RUN_COLUMNS
-from experiments.study.verdicts import (
-    Bootstrap,
-    bootstrap_seed_difference,
-    bootstrap_wer_difference,
-)
+from experiments.study.verdicts import Bootstrap, bootstrap_wer_difference
 
 __all__ = [
     "check_columns",
+    "final_awer_difference",
     "forgetting_difference",
     "new_domain_difference",
     "new_domain_per_run",
     "run_matrices",
-    "seed_difference",
-    "seed_figures",
     "select_runs",
     "shared_bases",
 ]
@@ -117,15 +113,19 @@ def _matrix_errors(
     return (table.to_numpy(float), meta["words"].to_numpy(float), voices, list(table.index), keys)
 
 
-def _pair(a: tuple, b: tuple, n_boot: int, seed: int, shift_points: float = 0.0) -> Bootstrap:
-    """Bootstrap ``a - b - shift_points`` over runs, voices and utterances (same test set)."""
+def _pair(a: tuple, b: tuple, n_boot: int, seed: int, shift_points: float = 0.0,
+          per_domain: bool = False) -> Bootstrap:  # fmt: skip
+    """Bootstrap ``a - b - shift_points`` over runs, voices and utterances (same test set);
+    ``per_domain``: the mean of the per-domain WERs instead of the pooled WER."""
     ea, wa, va, ra, ka = a
     eb, wb, _, rb, kb = b
     if ka != kb:
         raise ValueError("the two arms were not scored on the same test utterances")
     eb = eb + shift_points / 100.0 * wb  # adds exactly shift_points to every draw's difference
     paired = ra == rb
-    return bootstrap_wer_difference(ea, eb, wa, va, n_boot=n_boot, paired_seeds=paired, seed=seed)
+    strata = [k.split("|")[1] for k in ka] if per_domain else None
+    return bootstrap_wer_difference(ea, eb, wa, va, n_boot=n_boot, paired_seeds=paired, seed=seed,
+                                    strata=strata)  # fmt: skip
 
 
 def new_domain_difference(
@@ -146,6 +146,34 @@ def new_domain_difference(
         n_boot,
         seed,
         shift_points,
+    )
+
+
+def final_awer_difference(
+    frame: pd.DataFrame,
+    domains: Sequence[str],
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Bootstrap:
+    """Final AWER (mean over ``domains`` of the last row's per-domain WER) of ``a`` minus ``b``.
+
+    >>> from experiments.study.collect import DOMAINS
+    >>> from experiments.study.synthetic import synthetic_frame
+    >>> frame = synthetic_frame({"ssvdo": 0.10, "lora": 0.10}, seed=0)
+    >>> r = final_awer_difference(frame, DOMAINS, {"arm": "ssvdo"}, {"arm": "lora"}, n_boot=300)
+    >>> r.ci_low < 0 < r.ci_high
+    True
+    """
+    cells = [(len(domains), d) for d in domains]
+    return _pair(
+        _matrix_errors(select_runs(frame, **a), cells),
+        _matrix_errors(select_runs(frame, **b), cells),
+        n_boot,
+        seed,
+        per_domain=True,
     )
 
 
@@ -194,32 +222,6 @@ def run_matrices(frame: pd.DataFrame, domains: Sequence[str]) -> dict[tuple, np.
                 R[rows.index(row), list(domains).index(domain)] = 100.0 * v["errors"] / v["words"]
         out[key] = R
     return out
-
-
-def seed_figures(frame: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
-    """One line per run: final AWER and BWT (from the run's matrix), for per-seed bootstraps."""
-    lines = []
-    for key, R in run_matrices(frame, domains).items():
-        final_bwt = bwt(R)[-1] if R.shape[0] > 2 else np.nan
-        lines.append({**dict(zip(RUN_COLUMNS, key, strict=True)), "awer": float(awer(R)[-1]),
-                      "bwt": float(final_bwt)})  # fmt: skip
-    return pd.DataFrame(lines)
-
-
-def seed_difference(
-    figures: pd.DataFrame, metric: str, a: Mapping[str, Any], b: Mapping[str, Any], **kw: Any
-) -> Bootstrap:
-    """``metric`` (``awer``/``bwt``) of selection ``a`` minus ``b``, bootstrap over runs."""
-
-    def pick(sel: Mapping[str, Any]) -> np.ndarray:
-        mask = (figures["arm"] == sel["arm"]) & (figures["horizon"] == sel.get("horizon", "main"))
-        if sel.get("budget") is not None:
-            mask &= figures["budget"] == sel["budget"]
-        if sel.get("share") is not None:
-            mask &= np.isclose(figures["inner_share"].astype(float), sel["share"])
-        return figures.loc[mask, metric].to_numpy(float)
-
-    return bootstrap_seed_difference(pick(a), pick(b), **kw)
 
 
 def shared_bases(frame: pd.DataFrame, *sels: Mapping[str, Any]) -> list[Any]:

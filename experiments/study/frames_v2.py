@@ -11,9 +11,8 @@ of one CSV of the page::
     voices_frame       voices.csv: final WER per test voice and configuration
     scored_set_sizes   meta.json's test-set sizes (voices / utterances per domain)
 
-:func:`final_awer` (per-run AWER from per-utterance records, for claim 1's reported AWER
-differences) and :func:`ssvdo_arm` (the arm the claims are about) serve the claims here and
-the page's *Where SSVD-O loses* (``experiments.study.losses_v2``).
+:func:`ssvdo_arm` (the arm the claims are about) serves the claims here and the page's *Where
+SSVD-O loses* (``experiments.study.losses_v2``).
 """
 
 from __future__ import annotations
@@ -36,15 +35,14 @@ from experiments.study.claims_v2 import (
     claims_table,
     evaluate_claims,
 )
-from experiments.study.collect import COLUMNS, RUN_COLUMNS
-from experiments.study.differences import seed_difference, shared_bases
+from experiments.study.collect import COLUMNS
+from experiments.study.differences import final_awer_difference, shared_bases
 from experiments.study.levels_v2 import finite
 from experiments.study.store_v2 import StoreRuns, config_label, study_domains
 from experiments.study.verdicts import Bootstrap, Test, judge
 
 __all__ = [
     "claims_frame",
-    "final_awer",
     "matrices_frame",
     "scored_set_sizes",
     "selection_frame",
@@ -131,54 +129,24 @@ def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, li
                    sides=real.sides), [t.name for t in missing]  # fmt: skip
 
 
-def final_awer(frame: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
-    """One line per run of the per-utterance records: ``awer``, the mean over ``domains`` of its
-    final-row WER (percent; word errors over words per domain), as ``run_figures`` computes it
-    from the run's matrix.
-
-    >>> f = pd.DataFrame({"arm": "a", "budget": None, "inner_share": None, "base": 0, "seed": 0,
-    ...                   "horizon": "main", "row": 2, "domain": ["x", "x", "y"],
-    ...                   "errors": [1, 0, 3], "words": [4, 4, 10]})
-    >>> float(final_awer(f, ["x", "y"])["awer"].iloc[0])
-    21.25
-    """
-    final = frame[(frame["row"] == len(domains)) & frame["domain"].isin(list(domains))]
-    keyed = final.assign(budget=final["budget"].astype(float).fillna(-1.0),
-                         inner_share=final["inner_share"].astype(float).fillna(-1.0))  # fmt: skip
-    sums = keyed.groupby([*RUN_COLUMNS, "domain"], sort=True)[["errors", "words"]].sum()
-    wer = (100.0 * sums["errors"] / sums["words"]).rename("wer").reset_index()
-    counts = wer.groupby(RUN_COLUMNS)["domain"].transform("nunique")
-    out = wer[counts == len(domains)].groupby(RUN_COLUMNS, sort=True)["wer"].mean()
-    out = out.rename("awer").reset_index()
-    for col in ("budget", "inner_share"):
-        out[col] = out[col].where(out[col] != -1.0)
-    return out
-
-
 def _with_awer(claim: ClaimV2, frame: pd.DataFrame, domains: Sequence[str], ssvdo_arm: str,
                reference_share: float, budgets: Sequence[Any], n_boot: int) -> ClaimV2:  # fmt: skip
-    """Claim 1 with the AWER of SSVD-O at the reference share minus each arm it is compared
-    with (its matched baselines, full fine-tuning) added to what it reports, not tests: per
-    budget and shared base, per-run AWER from the per-utterance records (:func:`final_awer`),
-    bootstrap over runs (``experiments.study.differences.seed_difference``; at least two runs a
-    side)."""
+    """Claim 1 with the final AWER of SSVD-O at the reference share minus each arm it is
+    compared with (its matched baselines, full fine-tuning) added to what it reports, not
+    tests: per budget and shared base, from the per-utterance records, with the same
+    hierarchical bootstrap (runs, voices within each domain, utterances) as every other
+    difference (``experiments.study.differences.final_awer_difference``)."""
     present = set(frame["arm"].unique()) if len(frame) else set()
     others = [(o, True) for o in BASELINES if o in present]
     others += [(o, False) for o in FULL if o in present]
-    figures = None
     reported, sides = list(claim.reported), list(claim.sides)
     for budget in budgets:
         ours = {"arm": ssvdo_arm, "budget": budget, "share": reference_share}
         for other, matched in others:
             theirs = {"arm": other, "budget": budget} if matched else {"arm": other}
             for base in shared_bases(frame, ours, theirs):
-                if figures is None:
-                    figures = final_awer(frame, domains)
-                mine = figures[figures["base"] == base]
-                try:
-                    r = seed_difference(mine, "awer", ours, theirs, n_boot=n_boot)
-                except ValueError:  # fewer than two runs a side
-                    continue
+                pair = ({**ours, "base": base}, {**theirs, "base": base})
+                r = final_awer_difference(frame, domains, *pair, n_boot=n_boot)
                 name = f"AWER {ssvdo_arm} - {other} (budget {budget}, base {base})"
                 reported.append((name, r))
                 sides.append((name, "awer", {**ours, "base": base}, {**theirs, "base": base}))

@@ -130,6 +130,7 @@ def bootstrap_wer_difference(
     level: float = 0.95,
     paired_seeds: bool = True,
     seed: int = 0,
+    strata: Sequence[str] | np.ndarray | None = None,
 ) -> Bootstrap:
     """WER(a) - WER(b) in points with a hierarchical (seed, voice, utterance) bootstrap.
 
@@ -143,11 +144,26 @@ def bootstrap_wer_difference(
         Voice of each utterance.
     paired_seeds : bool
         Draw the same seed indices for both arms (requires ``S_a == S_b``).
+    strata : sequence ``[N]``, optional
+        A label per utterance (e.g. its domain). Given, the figure is the mean over strata of
+        each stratum's WER (e.g. the final AWER: the mean of the per-domain WERs) instead of
+        the pooled WER, and voices are drawn within each stratum, so every draw scores every
+        stratum on as many voices as it has.
 
     Returns
     -------
     Bootstrap
         ``effect`` = mean-over-seeds WER(a) - WER(b) in percentage points (negative: a better).
+
+    Example
+    -------
+    >>> words = np.full(8, 10.0)
+    >>> domain = np.array(["x"] * 4 + ["y"] * 4)
+    >>> a = np.tile([1.0] * 4 + [5.0] * 4, (2, 1))  # x: 10 %, y: 50 %, mean 30 %
+    >>> b = np.tile([2.0] * 4 + [2.0] * 4, (2, 1))  # 20 % on both
+    >>> r = bootstrap_wer_difference(a, b, words, np.arange(8) % 2, strata=domain, n_boot=50)
+    >>> round(r.effect, 6), round(r.ci_low, 6), round(r.ci_high, 6)
+    (10.0, 10.0, 10.0)
     """
     a = np.atleast_2d(np.asarray(errors_a, dtype=float))
     b = np.atleast_2d(np.asarray(errors_b, dtype=float))
@@ -164,16 +180,30 @@ def bootstrap_wer_difference(
         raise ValueError(
             f"paired_seeds needs as many seeds for a ({a.shape[0]}) as b ({b.shape[0]})"
         )
+    groups = [np.arange(w.size)] if strata is None else _strata(strata, w)
     rng = np.random.default_rng(seed)
-    effect = 100.0 * (a.mean(0).sum() - b.mean(0).sum()) / w.sum()
+    gap = a.mean(0) - b.mean(0)
+    effect = float(np.mean([100.0 * gap[g].sum() / w[g].sum() for g in groups]))
     va = _seed_weights(rng, n_boot, a.shape[0])
     vb = va if paired_seeds else _seed_weights(rng, n_boot, b.shape[0])
-    u = _utterance_weights(rng, n_boot, spk)
-    per_utt_a = (va @ a) / a.shape[0]  # [n_boot, N]: mean errors over the drawn seeds
-    per_utt_b = (vb @ b) / b.shape[0]
-    denom = u @ w
-    diffs = 100.0 * ((per_utt_a * u).sum(1) - (per_utt_b * u).sum(1)) / denom
-    return _summarise(effect, diffs, level)
+    per_utt = (va @ a) / a.shape[0] - (vb @ b) / b.shape[0]  # [n_boot, N], over drawn seeds
+    diffs = np.zeros(n_boot)
+    for g in groups:
+        u = _utterance_weights(rng, n_boot, spk[g])
+        diffs += 100.0 * (per_utt[:, g] * u).sum(1) / (u @ w[g])
+    return _summarise(effect, diffs / len(groups), level)
+
+
+def _strata(strata: Sequence[str] | np.ndarray, words: np.ndarray) -> list[np.ndarray]:
+    """Column indices per stratum label, each stratum with reference words."""
+    labels = np.asarray(strata)
+    if labels.size != words.size:
+        raise ValueError(f"strata {labels.shape} and words {words.shape} must agree")
+    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+    empty = [str(labels[g[0]]) for g in groups if words[g].sum() <= 0]
+    if empty:
+        raise ValueError(f"strata {empty}: no reference words")
+    return groups
 
 
 def bootstrap_seed_difference(

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cl_ssvdo.metrics import awer
 from experiments.study.claims_v2 import (
     NOT_RUN,
     NOT_TESTED,
@@ -22,11 +23,10 @@ from experiments.study.claims_v2 import (
 )
 from experiments.study.collect import DOMAINS
 from experiments.study.differences import (
+    final_awer_difference,
     forgetting_difference,
     new_domain_difference,
     run_matrices,
-    seed_difference,
-    seed_figures,
 )
 from experiments.study.frames_v2 import _rejudge
 from experiments.study.synthetic import synthetic_frame
@@ -185,15 +185,20 @@ def test_claim4_planted_growth_is_confirmed_between_qualifying_bases() -> None:
     assert all(t.result.effect == pytest.approx(10, abs=3) for t in c.tests)
 
 
-def test_seed_figures_recompute_awer_and_bwt_from_the_matrix() -> None:
+def test_final_awer_difference_is_the_matrices_awer_with_test_sampling_in_its_ci() -> None:
+    # b forgets 30 points on the two earlier of three domains: final AWER higher by 30 * 2/3
     frame = synthetic_frame({"a": 0.1, "b": 0.1}, forget={"b": 0.3}, seed=12)
-    figures = seed_figures(frame, DOMAINS)
-    assert len(figures) == 10  # 2 arms x 5 seeds
-    R = next(iter(run_matrices(frame[frame["arm"] == "a"], DOMAINS).values()))
-    first = figures[(figures["arm"] == "a") & (figures["seed"] == 0)].iloc[0]
-    assert first["awer"] == pytest.approx(np.mean(R[-1]))
-    r = seed_difference(figures, "bwt", {"arm": "b"}, {"arm": "a"}, n_boot=500)
-    assert r.effect == pytest.approx(-30, abs=4) and r.ci_high < 0 and r.p_value < 0.01
+    r = final_awer_difference(frame, DOMAINS, {"arm": "b"}, {"arm": "a"}, n_boot=N_BOOT)
+    per_run = {arm: [awer(R)[-1] for R in run_matrices(frame[frame["arm"] == arm], DOMAINS).values()]
+               for arm in ("a", "b")}  # fmt: skip
+    assert r.effect == pytest.approx(np.mean(per_run["b"]) - np.mean(per_run["a"]), abs=1e-9)
+    assert r.effect == pytest.approx(20, abs=3) and r.ci_low > 0 and r.p_value < 0.01
+    null = final_awer_difference(frame, DOMAINS, {"arm": "a"}, {"arm": "a"}, n_boot=N_BOOT)
+    assert null.effect == 0 and null.ci_low == 0 == null.ci_high
+    # one run a side: the seeds cannot be resampled, the voices and utterances still are
+    one = frame[frame["seed"] == 0]
+    single = final_awer_difference(one, DOMAINS, {"arm": "b"}, {"arm": "a"}, n_boot=N_BOOT)
+    assert single.ci_high - single.ci_low > 2.0
 
 
 def test_evaluate_claims_and_table_cover_every_claim() -> None:
