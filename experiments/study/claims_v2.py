@@ -39,7 +39,7 @@ from experiments.study.differences import (
     check_columns,
     forgetting_difference,
     new_domain_difference,
-    new_domain_per_run,
+    outer_value_growth,
     shared_bases,
 )
 from experiments.study.verdicts import (
@@ -47,7 +47,6 @@ from experiments.study.verdicts import (
     Bootstrap,
     ClaimJudgement,
     Test,
-    bootstrap_seed_difference,
     judge,
 )
 
@@ -246,25 +245,20 @@ def claim_scale(
     n_boot: int = 2000,
     alpha: float = 0.05,
 ) -> ClaimV2:
-    """Claim 4: the outer transform's value (per-run new-domain WER of ``inner_arm`` minus
-    ``ssvdo_arm``) grows from each size to the next (claimed positive), per-seed bootstrap.
-    Not tested unless :func:`claim4_qualifies`; ``frame['base']`` names the size there."""
+    """Claim 4: the outer transform's value (new-domain WER of ``inner_arm`` minus
+    ``ssvdo_arm``) grows from each size to the next (claimed positive), with the hierarchical
+    bootstrap (``experiments.study.differences.outer_value_growth``). Not tested unless
+    :func:`claim4_qualifies`; ``frame['base']`` names the size there."""
     statement = "The outer transform gains value as the model grows"
     ok, why = claim4_qualifies(bases)
     if not ok:
         return ClaimV2(4, statement, NOT_TESTED, reason=why)
-    figures = new_domain_per_run(frame, domains)
     sizes = sorted({b["size"] for b in bases})
     by_size = {b["size"]: b.get("base", b["size"]) for b in bases}
-    values = {}
-    for size in sizes:
-        ours = figures[(figures["arm"] == ssvdo_arm) & (figures["base"] == by_size[size])]
-        theirs = figures[(figures["arm"] == inner_arm) & (figures["base"] == by_size[size])]
-        merged = ours.merge(theirs, on="seed", suffixes=("_o", "_i"))
-        values[size] = (merged["wer_i"] - merged["wer_o"]).to_numpy()
     tests = [
         Test(f"outer value size {b:g} - size {a:g}",
-             bootstrap_seed_difference(values[b], values[a], n_boot=n_boot), "positive")
+             outer_value_growth(frame, domains, ssvdo_arm, inner_arm, by_size[a], by_size[b],
+                                n_boot=n_boot), "positive")
         for a, b in zip(sizes, sizes[1:], strict=False)
     ]  # fmt: skip
     j = judge(tests, alpha)

@@ -48,7 +48,7 @@ __all__ = [
     "final_awer_difference",
     "forgetting_difference",
     "new_domain_difference",
-    "new_domain_per_run",
+    "outer_value_growth",
     "run_matrices",
     "select_runs",
     "shared_bases",
@@ -177,6 +177,52 @@ def final_awer_difference(
     )
 
 
+def outer_value_growth(
+    frame: pd.DataFrame,
+    domains: Sequence[str],
+    ssvdo: str,
+    inner: str,
+    base_a: Any,
+    base_b: Any,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Bootstrap:
+    """How much the outer transform's value grows from base ``base_a`` to ``base_b``: the
+    new-domain WER of ``inner`` minus ``ssvdo`` on ``base_b``, minus the same on ``base_a``
+    (positive: worth more on ``base_b``). All four sides are scored on the same test set, so
+    it is one difference, (inner_b + ssvdo_a) - (ssvdo_b + inner_a), bootstrapped over the
+    seeds all four ran (drawn jointly), voices and utterances.
+
+    >>> from experiments.study.collect import DOMAINS
+    >>> from experiments.study.synthetic import synthetic_frame
+    >>> small = synthetic_frame({"ssvdo": 0.2, "ssvd": 0.2}, seed=1).assign(base=0)
+    >>> big = synthetic_frame({"ssvdo": 0.2, "ssvd": 0.3}, seed=2).assign(base=1)
+    >>> r = outer_value_growth(pd.concat([small, big]), DOMAINS, "ssvdo", "ssvd", 0, 1, n_boot=300)
+    >>> 5 < r.effect < 15 and r.ci_low > 0
+    True
+    """
+    cells = new_domain_cells(domains)
+    sides = {(arm, base): _matrix_errors(select_runs(frame, arm, base=base), cells)
+             for arm in (ssvdo, inner) for base in (base_a, base_b)}  # fmt: skip
+    if len({tuple(side[4]) for side in sides.values()}) != 1:
+        raise ValueError("outer value growth: the sides were not scored on the same utterances")
+    seeds = sorted(set.intersection(*({run[1] for run in side[3]} for side in sides.values())))
+    if not seeds:
+        raise ValueError(f"outer value growth: no seed ran on both bases {base_a} and {base_b}")
+
+    def rows(arm: str, base: Any) -> np.ndarray:
+        errors, _, _, runs, _ = sides[(arm, base)]
+        return errors[[[run[1] for run in runs].index(s) for s in seeds]]
+
+    _, words, voices, _, _ = sides[(ssvdo, base_a)]
+    return bootstrap_wer_difference(
+        rows(inner, base_b) + rows(ssvdo, base_a),
+        rows(ssvdo, base_b) + rows(inner, base_a),
+        words, voices, n_boot=n_boot, paired_seeds=True, seed=seed,
+    )  # fmt: skip
+
+
 def _forgetting_errors(runs: pd.DataFrame, domains: Sequence[str]) -> tuple:
     final = len(domains)
     earlier = list(range(len(domains) - 1))
@@ -235,10 +281,3 @@ def shared_bases(frame: pd.DataFrame, *sels: Mapping[str, Any]) -> list[Any]:
             return []
         common = found if common is None else common & found
     return sorted(common or [])
-
-
-def new_domain_per_run(frame: pd.DataFrame, domains: Sequence[str]) -> pd.DataFrame:
-    cells = pd.DataFrame(new_domain_cells(domains), columns=["row", "domain"])
-    part = frame.merge(cells, on=["row", "domain"])
-    g = part.groupby(["arm", "base", "seed"])[["errors", "words"]].sum().reset_index()
-    return g.assign(wer=100.0 * g["errors"] / g["words"])

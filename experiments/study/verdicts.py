@@ -59,7 +59,6 @@ __all__ = [
     "ClaimJudgement",
     "Comparison",
     "Test",
-    "bootstrap_seed_difference",
     "bootstrap_wer_difference",
     "claim_verdict",
     "compare_groups",
@@ -204,34 +203,6 @@ def _strata(strata: Sequence[str] | np.ndarray, words: np.ndarray) -> list[np.nd
     if empty:
         raise ValueError(f"strata {empty}: no reference words")
     return groups
-
-
-def bootstrap_seed_difference(
-    values_a: Sequence[float],
-    values_b: Sequence[float],
-    *,
-    n_boot: int = 4000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Bootstrap:
-    """mean(a) - mean(b) of per-seed scalars (e.g. AWER, learning - forgetting).
-
-    For figures that exist only per run; seeds are resampled independently in each arm. With
-    few seeds the p-value is coarse: report it with the seed count.
-
-    >>> r = bootstrap_seed_difference([1.0, 1.2, 0.9, 1.1, 1.0], [3.0, 3.1, 2.8, 3.2, 2.9])
-    >>> round(r.effect, 2), r.p_value < 0.01
-    (-1.96, True)
-    """
-    a = np.asarray(values_a, dtype=float)
-    b = np.asarray(values_b, dtype=float)
-    if a.size < 2 or b.size < 2:
-        raise ValueError(f"need at least two seeds per arm (got {a.size} and {b.size})")
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, a.size, size=(n_boot, a.size))
-    ib = rng.integers(0, b.size, size=(n_boot, b.size))
-    diffs = a[ia].mean(1) - b[ib].mean(1)
-    return _summarise(float(a.mean() - b.mean()), diffs, level)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -170,19 +170,26 @@ def test_claim4_is_not_tested_without_qualifying_bases() -> None:
     assert claim4_qualifies(far) == (False, "conformer: adult WER 20.0-31.0, not within 5 points")
 
 
-def test_claim4_planted_growth_is_confirmed_between_qualifying_bases() -> None:
-    parts = []
-    for base, ssvd_rate in ((0, 0.20), (1, 0.30), (2, 0.40)):
-        f = synthetic_frame({"ssvdo": 0.20, "ssvd": ssvd_rate}, seed=11 + base)
-        parts.append(f.assign(base=base))
-    frame = pd.concat(parts, ignore_index=True)
+def _three_sizes(ssvd_rates: tuple[float, float, float]) -> tuple[pd.DataFrame, list[dict]]:
+    parts = [synthetic_frame({"ssvdo": 0.20, "ssvd": rate}, seed=11 + base).assign(base=base)
+             for base, rate in enumerate(ssvd_rates)]  # fmt: skip
     bases = [
         {"family": "conformer", "size": s, "base": b, "adult_wer": 30.0, "budget_fraction": 0.01}
         for b, s in ((0, 1.0), (1, 2.0), (2, 4.0))
     ]
+    return pd.concat(parts, ignore_index=True), bases
+
+
+def test_claim4_planted_growth_is_confirmed_between_qualifying_bases() -> None:
+    frame, bases = _three_sizes((0.20, 0.30, 0.40))
     c = claim_scale(frame, DOMAINS, bases, n_boot=N_BOOT)
     assert c.verdict == "confirmed" and len(c.tests) == 2
     assert all(t.result.effect == pytest.approx(10, abs=3) for t in c.tests)
+    # no growth (the outer transform worth 10 points at every size): not confirmed
+    frame, bases = _three_sizes((0.30, 0.30, 0.30))
+    flat = claim_scale(frame, DOMAINS, bases, n_boot=N_BOOT)
+    assert flat.verdict != "confirmed"
+    assert all(t.result.ci_low < 0 < t.result.ci_high for t in flat.tests)
 
 
 def test_final_awer_difference_is_the_matrices_awer_with_test_sampling_in_its_ci() -> None:

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from experiments.study.verdicts import (
     Test,
-    bootstrap_seed_difference,
     bootstrap_wer_difference,
     holm,
     judge,
@@ -97,8 +96,9 @@ def test_shapes_and_pairing_are_checked():
         np.ones((2, 3)), np.ones((3, 3)), words, ["a"] * 3, paired_seeds=False, n_boot=50
     )
     assert r.effect == 0.0
-    with pytest.raises(ValueError, match="two seeds"):
-        bootstrap_seed_difference([1.0], [2.0, 3.0])
+    with pytest.raises(ValueError, match=r"strata \['y'\]: no reference words"):
+        bootstrap_wer_difference(np.ones((2, 3)), np.ones((2, 3)), np.array([1.0, 1.0, 0.0]),
+                                 ["a"] * 3, strata=["x", "x", "y"])  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
