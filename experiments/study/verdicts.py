@@ -181,15 +181,17 @@ def bootstrap_wer_difference(
         )
     groups = [np.arange(w.size)] if strata is None else _strata(strata, w)
     rng = np.random.default_rng(seed)
-    gap = a.mean(0) - b.mean(0)
-    effect = float(np.mean([100.0 * gap[g].sum() / w[g].sum() for g in groups]))
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    effect = float(np.mean([100.0 * (mean_a[g].sum() - mean_b[g].sum()) / w[g].sum()
+                            for g in groups]))  # fmt: skip
     va = _seed_weights(rng, n_boot, a.shape[0])
     vb = va if paired_seeds else _seed_weights(rng, n_boot, b.shape[0])
-    per_utt = (va @ a) / a.shape[0] - (vb @ b) / b.shape[0]  # [n_boot, N], over drawn seeds
+    per_utt_a = (va @ a) / a.shape[0]  # [n_boot, N]: mean errors over the drawn seeds
+    per_utt_b = (vb @ b) / b.shape[0]
     diffs = np.zeros(n_boot)
     for g in groups:
         u = _utterance_weights(rng, n_boot, spk[g])
-        diffs += 100.0 * (per_utt[:, g] * u).sum(1) / (u @ w[g])
+        diffs += 100.0 * ((per_utt_a[:, g] * u).sum(1) - (per_utt_b[:, g] * u).sum(1)) / (u @ w[g])
     return _summarise(effect, diffs / len(groups), level)
 
 

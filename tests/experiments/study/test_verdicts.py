@@ -131,3 +131,20 @@ def test_holm_turns_a_marginal_family_inconclusive():
     assert family.verdict == "inconclusive"
     assert all(t.p_adjusted == pytest.approx(0.09) for t in family.tests)
     assert judge([]).verdict == "inconclusive"
+
+
+def test_one_stratum_is_the_pooled_figure_and_strata_average_their_wers():
+    rng = np.random.default_rng(7)
+    words = rng.integers(3, 12, 40).astype(float)
+    speakers = np.array([f"v{i % 5}" for i in range(40)])
+    a = rng.binomial(words.astype(int), 0.2, size=(3, 40)).astype(float)
+    b = rng.binomial(words.astype(int), 0.3, size=(3, 40)).astype(float)
+    pooled = bootstrap_wer_difference(a, b, words, speakers, n_boot=300, seed=4)
+    one = bootstrap_wer_difference(a, b, words, speakers, n_boot=300, seed=4, strata=["d"] * 40)
+    assert one == pooled
+    # two strata: the effect is the mean of the two strata's WER differences, not the pooled one
+    halves = np.array(["x"] * 10 + ["y"] * 30)
+    two = bootstrap_wer_difference(a, b, words, speakers, n_boot=300, strata=halves)
+    per = [100 * (a.mean(0)[m].sum() - b.mean(0)[m].sum()) / words[m].sum()
+           for m in (halves == "x", halves == "y")]  # fmt: skip
+    assert two.effect == pytest.approx(np.mean(per))
