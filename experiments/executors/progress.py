@@ -66,19 +66,23 @@ class JobsProgress:
         if self.show:
             print(self.line(), flush=True)
 
+    def per_run_seconds(self) -> float | None:
+        """This invocation's pace: seconds since the batch started per computed run."""
+        return (time.monotonic() - self.started) / self.computed if self.computed else None
+
     def eta_seconds(self) -> float | None:
         """Seconds left at this invocation's pace; None before it has computed a run."""
-        if not self.computed:
+        per_run = self.per_run_seconds()
+        if per_run is None:
             return None
-        per_run = (time.monotonic() - self.started) / self.computed
         return per_run * (self.total - len(self.finished_before) - self.computed)
 
     def line(self) -> str:
         """``[label] 72 of 301 runs finished; 12 computed now, 4.7 min each; about 18.0 h left``"""
         head = f"[{self.label}] {self.done} of {self.total} runs finished"
-        eta = self.eta_seconds()
-        if eta is None:
+        per_run = self.per_run_seconds()
+        if per_run is None:
             return f"{head} (read back)"
-        per_run = (time.monotonic() - self.started) / self.computed
+        eta = self.eta_seconds()
         return (f"{head}; {self.computed} computed now, {format_duration(per_run)} each;"
                 f" about {format_duration(eta)} left")  # fmt: skip

@@ -128,6 +128,28 @@ def _pair(a: tuple, b: tuple, n_boot: int, seed: int, shift_points: float = 0.0,
                                     strata=strata)  # fmt: skip
 
 
+def _cells_difference(
+    frame: pd.DataFrame,
+    cells: Sequence[tuple[int, str]],
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    n_boot: int,
+    seed: int,
+    *,
+    shift_points: float = 0.0,
+    per_domain: bool = False,
+) -> Bootstrap:
+    """:func:`_pair` of selections ``a`` and ``b`` over the utterances of ``cells``."""
+    return _pair(
+        _matrix_errors(select_runs(frame, **a), cells),
+        _matrix_errors(select_runs(frame, **b), cells),
+        n_boot,
+        seed,
+        shift_points,
+        per_domain,
+    )
+
+
 def new_domain_difference(
     frame: pd.DataFrame,
     domains: Sequence[str],
@@ -139,14 +161,8 @@ def new_domain_difference(
     shift_points: float = 0.0,
 ) -> Bootstrap:
     """New-domain WER of selection ``a`` minus ``b`` (``{arm, budget, share, base, horizon}``)."""
-    cells = new_domain_cells(domains)
-    return _pair(
-        _matrix_errors(select_runs(frame, **a), cells),
-        _matrix_errors(select_runs(frame, **b), cells),
-        n_boot,
-        seed,
-        shift_points,
-    )
+    return _cells_difference(frame, new_domain_cells(domains), a, b, n_boot, seed,
+                             shift_points=shift_points)  # fmt: skip
 
 
 def final_awer_difference(
@@ -168,13 +184,7 @@ def final_awer_difference(
     True
     """
     cells = [(len(domains), d) for d in domains]
-    return _pair(
-        _matrix_errors(select_runs(frame, **a), cells),
-        _matrix_errors(select_runs(frame, **b), cells),
-        n_boot,
-        seed,
-        per_domain=True,
-    )
+    return _cells_difference(frame, cells, a, b, n_boot, seed, per_domain=True)
 
 
 def outer_value_growth(

@@ -149,7 +149,7 @@ def _with_awer(claim: ClaimV2, frame: pd.DataFrame, domains: Sequence[str], ssvd
                 r = final_awer_difference(frame, domains, *pair, n_boot=n_boot)
                 name = f"AWER {ssvdo_arm} - {other} (budget {budget}, base {base})"
                 reported.append((name, r))
-                sides.append((name, "awer", {**ours, "base": base}, {**theirs, "base": base}))
+                sides.append((name, "awer", *pair))
     return replace(claim, reported=tuple(reported), sides=tuple(sides))
 
 

@@ -183,8 +183,8 @@ def run_study_v2(
         metrics = {"study_wall_seconds": seconds, "study_invocations": invocation}
         recorder.log_metrics(metrics, step=int(seconds))
 
-    def save_wall() -> None:
-        folder.update_state(wall_seconds=elapsed())
+    def save_wall(**state: Any) -> None:
+        folder.update_state(wall_seconds=elapsed(), **state)
         log_wall()
 
     def run_phase(phase: str, runs: Sequence[PlannedRun], done: int) -> int:
@@ -196,9 +196,8 @@ def run_study_v2(
                                   show=progress)  # fmt: skip
         runner.run(jobs, progress=progress, on_result=on_result)
         done += len(runs)
-        folder.update_state(wall_seconds=elapsed(), phase_done=phase)
         recorder.log_metrics({"study_runs_done": done}, step=done)
-        log_wall()
+        save_wall(phase_done=phase)
         return done
 
     plan = plan_v2(study)
@@ -221,12 +220,10 @@ def run_study_v2(
             "test + reference", seed_major_order(plan_v2(study, selected), study), done
         )
     except BaseException:
-        folder.update_state(wall_seconds=elapsed(), status="FAILED")
-        log_wall()
+        save_wall(status="FAILED")
         recorder.finish("FAILED")
         raise
-    folder.update_state(wall_seconds=elapsed(), status="FINISHED")
-    log_wall()
+    save_wall(status="FINISHED")
     recorder.finish("FINISHED")
     if progress:
         print(f"study {study['name']}: {elapsed() / 3600:.2f} h of wall time in all")
