@@ -5,7 +5,9 @@ left.
 The checkpoint after every run, not only when the batch ends, is what keeps a sweep's list of
 children and a study's wall time true when the process is killed (``SIGKILL``, a session or
 an allocation ending). The estimate counts only the runs this process computed: runs a job
-reads back from a finished folder take no time and would flatter it.
+reads back from a finished folder take no time and would flatter it. Jobs of unequal length
+(a study's long-horizon runs) get a relative cost each; the pace is then time per unit of
+cost, and what is left is the cost of the runs not finished yet.
 
 >>> import time
 >>> saved = []
@@ -15,6 +17,12 @@ reads back from a finished folder take no time and would flatter it.
 >>> p(0, None); p(2, None)
 >>> (p.done, p.computed, len(saved), round(p.eta_seconds() / 60))
 (2, 1, 2, 4)
+>>> q = JobsProgress("test", total=3, finished_before=frozenset(), checkpoint=None,
+...                   show=False, costs=(1.0, 1.0, 4.0))
+>>> q.started = time.monotonic() - 120.0
+>>> q(0, None)  # one unit of cost in two minutes; five units left
+>>> round(q.eta_seconds() / 60)
+10
 """
 
 from __future__ import annotations
@@ -45,7 +53,8 @@ class JobsProgress:
     """The ``on_result`` callback of an executor (``Executor.run``) for ``total`` jobs.
 
     ``finished_before``: indices of the jobs whose runs had finished before (read back, not
-    computed). ``checkpoint``: called after every run (None: nothing to save).
+    computed). ``checkpoint``: called after every run (None: nothing to save). ``costs``: each
+    job's relative cost (its training steps, say); None: all alike.
     """
 
     label: str
@@ -53,14 +62,28 @@ class JobsProgress:
     finished_before: frozenset[int]
     checkpoint: Callable[[], None] | None
     show: bool = True
+    costs: tuple[float, ...] | None = None
     started: float = field(default_factory=time.monotonic)  # when the batch was submitted
     done: int = 0
     computed: int = 0
+    computed_cost: float = 0.0
+    reported: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.costs is not None and len(self.costs) != self.total:
+            raise ValueError(f"costs: {len(self.costs)} given for {self.total} jobs")
+        if self.costs is not None and not all(c > 0 for c in self.costs):
+            raise ValueError("costs: every job's cost must be positive")
+
+    def cost(self, index: int) -> float:
+        return 1.0 if self.costs is None else float(self.costs[index])
 
     def __call__(self, index: int, result: Any) -> None:
         self.done += 1
+        self.reported.add(index)
         if index not in self.finished_before:
             self.computed += 1
+            self.computed_cost += self.cost(index)
         if self.checkpoint is not None:
             self.checkpoint()
         if self.show:
@@ -71,11 +94,16 @@ class JobsProgress:
         return (time.monotonic() - self.started) / self.computed if self.computed else None
 
     def eta_seconds(self) -> float | None:
-        """Seconds left at this invocation's pace; None before it has computed a run."""
-        per_run = self.per_run_seconds()
-        if per_run is None:
+        """Seconds left at this invocation's pace per unit of cost; None before it has
+        computed a run."""
+        if not self.computed_cost:
             return None
-        return per_run * (self.total - len(self.finished_before) - self.computed)
+        left = sum(
+            self.cost(i)
+            for i in range(self.total)
+            if i not in self.finished_before and i not in self.reported
+        )
+        return (time.monotonic() - self.started) / self.computed_cost * left
 
     def line(self) -> str:
         """``[label] 72 of 301 runs finished; 12 computed now, 4.7 min each; about 18.0 h left``"""

@@ -192,8 +192,10 @@ def run_study_v2(
             print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
         jobs = _jobs(study, runs, source, folder, uri)
         finished = frozenset(i for i, job in enumerate(jobs) if run_is_finished(job.run_dir))
+        # a run's time taken as proportional to its training steps: the evaluation's fixed
+        # part makes the long horizon's share of the estimate err long
         on_result = JobsProgress(f"{study['name']} {phase}", len(jobs), finished, save_wall,
-                                  show=progress)  # fmt: skip
+                                 show=progress, costs=tuple(float(r.steps) for r in runs))  # fmt: skip
         runner.run(jobs, progress=progress, on_result=on_result)
         done += len(runs)
         recorder.log_metrics({"study_runs_done": done}, step=done)

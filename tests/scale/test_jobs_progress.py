@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from experiments.executors.progress import JobsProgress
 from experiments.run_dir import RunDir
 
@@ -40,3 +42,26 @@ def test_the_estimate_counts_only_computed_runs(capsys) -> None:
     assert (
         last == "[sweep x] 3 of 5 runs finished; 1 computed now, 10.0 min each; about 20.0 min left"
     )
+
+
+def test_unequal_jobs_are_estimated_by_their_cost() -> None:
+    # two short runs (cost 1) and two four-times-longer runs; one short run read back
+    progress = JobsProgress("study", total=4, finished_before=frozenset({0}), checkpoint=None,
+                            show=False, costs=(1.0, 1.0, 4.0, 4.0))  # fmt: skip
+    progress.started = time.monotonic() - 300.0  # five minutes for the one short run computed
+    progress(0, None)
+    progress(1, None)
+    # eight units of cost left at five minutes a unit; counted by runs it would be ten minutes
+    assert abs(progress.eta_seconds() - 2400.0) < 5.0
+    progress.started = time.monotonic() - 1500.0
+    progress(3, None)  # five units in 25 minutes: one long run left, 20 minutes
+    assert abs(progress.eta_seconds() - 1200.0) < 5.0
+
+
+def test_costs_must_match_the_jobs() -> None:
+    with pytest.raises(ValueError, match="3 given for 2 jobs"):
+        JobsProgress("s", total=2, finished_before=frozenset(), checkpoint=None,
+                     costs=(1.0, 1.0, 1.0))  # fmt: skip
+    with pytest.raises(ValueError, match="positive"):
+        JobsProgress("s", total=2, finished_before=frozenset(), checkpoint=None,
+                     costs=(1.0, 0.0))  # fmt: skip
