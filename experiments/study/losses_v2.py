@@ -3,9 +3,9 @@
 :func:`losses` picks the lines of ``claims.csv`` where SSVD-O loses: every test of a claim
 whose outcome went against it, and every reported difference of SSVD-O at the reference share
 minus an arm it was compared with, in new-domain WER or AWER, whose 95 % CI lies above zero.
-:func:`losses_section` sets each beside what the runs logged for its two configurations
-(``summary.csv``: learning, forgetting, weight change, angles), in words that only restate
-those numbers.
+:func:`losses_section` sets each beside what the runs logged for its two configurations on
+the difference's base (learning, forgetting, weight change, angles; ``summary.csv``'s figures
+over those runs only), in words that only restate those numbers.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from experiments.study.frames_v2 import ssvdo_arm
-from experiments.study.levels_v2 import finite, num_text
+from experiments.study.levels_v2 import finite, num_text, summarise
 
-__all__ = ["LOSS_FIGURES", "losses", "losses_section"]
+__all__ = ["LOSS_FIGURES", "BaseSummaries", "losses", "losses_section"]
 
 LOSS_FIGURES = {"new_domain_wer": "new-domain WER", "awer": "AWER", "forgetting": "forgetting"}
 
@@ -119,6 +119,26 @@ def _compare(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, scale: flo
     return word
 
 
+class BaseSummaries:
+    """``summary.csv``'s lines (:func:`~experiments.study.levels_v2.summarise`) over the runs
+    on one base, so that a difference is set beside measurements of the runs it compared;
+    ``base`` None or NaN: over every base."""
+
+    def __init__(self, runs: pd.DataFrame, plan: pd.DataFrame, domains: list[str], n_boot: int):
+        self.runs, self.plan, self.domains, self.n_boot = runs, plan, domains, n_boot
+        self.cache: dict[float | None, pd.DataFrame] = {}
+
+    def __call__(self, base: Any) -> pd.DataFrame:
+        key = float(base) if finite(base) else None
+        if key not in self.cache:
+            runs, plan = self.runs, self.plan
+            if key is not None:
+                runs = runs[pd.to_numeric(runs["base"], errors="coerce") == key]
+                plan = plan[pd.to_numeric(plan["base"], errors="coerce") == key]
+            self.cache[key] = summarise(runs, plan, self.domains, self.n_boot)
+        return self.cache[key]
+
+
 def _loss_bullet(t: Mapping[str, Any], summary: pd.DataFrame, reference_share: float) -> list[str]:
     figure = str(t.get("figure") or "")
     what = LOSS_FIGURES.get(figure, figure or "figure")
@@ -155,7 +175,7 @@ def _loss_bullet(t: Mapping[str, Any], summary: pd.DataFrame, reference_share: f
     return out
 
 
-def losses_section(claims: pd.DataFrame, summary: pd.DataFrame, study: Mapping[str, Any],
+def losses_section(claims: pd.DataFrame, summaries: BaseSummaries, study: Mapping[str, Any],
                     n_tests: int) -> list[str]:  # fmt: skip
     out = ["## Where SSVD-O loses", ""]
     ssvdo, share = ssvdo_arm(study), float(study["reference_share"])
@@ -173,13 +193,14 @@ def losses_section(claims: pd.DataFrame, summary: pd.DataFrame, study: Mapping[s
     out += [f"Every test of a claim whose outcome went against SSVD-O, and every reported "
             f"difference of `{ssvdo}` at the reference share ({share:g}) minus an arm it was "
             "compared with, in new-domain WER or AWER, whose 95 % CI lies above zero (*Claims*; "
-            "`claims.csv`). Beside each, what the runs logged for the two configurations (mean "
-            "over the configuration's runs, all bases [95 % CI]; `summary.csv`): learning and "
+            "`claims.csv`). Beside each, what the runs logged for the two configurations on the "
+            "difference's base (mean over those runs [95 % CI, bootstrap over them]; "
+            "`summary.csv`'s figures, from `runs.csv` restricted to that base): learning and "
             "forgetting (WER points), the relative weight change ||dW|| / ||W0|| of the adapted "
             "layers (per experience, mean over experiences; and over the whole stream, at its "
             "end), and the SSVD-O layers' inner rotation and outer principal angles (mean over "
             "layers and experiences, degrees). `-`: not logged. The sentences restate these "
             "numbers; they do not say why.", ""]  # fmt: skip
     for t in lost.to_dict("records"):
-        out += _loss_bullet(t, summary, share)
+        out += _loss_bullet(t, summaries(t.get("base")), share)
     return out + [""]

@@ -62,7 +62,7 @@ from experiments.study.frames_v2 import (
     voices_frame,
 )
 from experiments.study.levels_v2 import run_ci, summarise
-from experiments.study.losses_v2 import losses, losses_section
+from experiments.study.losses_v2 import BaseSummaries, losses, losses_section
 from experiments.study.sections_v2 import (
     DEFINITIONS,
     claims_section,
@@ -156,7 +156,8 @@ def render_v2(tables: str | Path, page: str | Path) -> str:
     out += results_section(summary, domains, figures, n_tests)
     out += references_section(matrices, plan, domains)
     out += claims_section(claims, meta["alpha"])
-    out += losses_section(claims, summary, study, n_tests)
+    summaries = BaseSummaries(runs, plan, domains, meta["n_boot"])
+    out += losses_section(claims, summaries, study, n_tests)
     out += not_run_section(plan, runs, study, meta)
     out += ["## Definitions", "", DEFINITIONS, "## Data", ""]
     out += [f"- `{rel(tables / name)}`: {what}" for name, what in (

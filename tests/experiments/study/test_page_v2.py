@@ -426,3 +426,28 @@ def test_where_ssvdo_loses_renders_from_the_csvs_alone(written, tmp_path) -> Non
     section = _section(render_v2(copy, tmp_path / page_file.name))
     assert section.strip().startswith("SSVD-O loses nowhere here: no test of a claim went")
     assert not _bullets(section)
+
+
+def test_where_ssvdo_loses_quotes_only_the_runs_on_the_differences_base(written, tmp_path) -> None:
+    page_file, tables = page_paths(written["study"], written["out"])
+    copy = tmp_path / tables.name
+    shutil.copytree(tables, copy)
+    runs = pd.read_csv(copy / "runs.csv", dtype={"run_id": str})
+    plan = pd.read_csv(copy / "plan.csv", dtype={"run_id": str})
+    name = "gap ssvdo - full_adapted (budget 61440, base 0)"
+    before = _bullets(_section(render_v2(copy, tmp_path / page_file.name)))[name]
+    # full fine-tuning on a second base, ten times the weight change and 30 points of learning
+    other = runs[runs["used"] & (runs["phase"] == "test") & (runs["arm"] == "full_adapted")].copy()
+    other["base"], other["run_id"] = 1, [f"b1-{i}" for i in range(len(other))]
+    other["weight_change"] *= 10.0
+    other["learning"] += 30.0
+    planned = plan[(plan["phase"] == "test") & (plan["arm"] == "full_adapted")].copy()
+    planned["base"] = 1
+    pd.concat([runs, other]).to_csv(copy / "runs.csv", index=False)
+    pd.concat([plan, planned]).to_csv(copy / "plan.csv", index=False)
+    page = render_v2(copy, tmp_path / page_file.name)
+    assert _bullets(_section(page))[name] == before  # base 0's difference: base 0's runs only
+    # the summary over all bases does see them (so the edit took)
+    summary_line = next(line for line in page.splitlines()
+                        if line.startswith("| full_adapted |") and " of " in line)  # fmt: skip
+    assert f"| {2 * len(other)} of {2 * len(planned)} |" in summary_line
