@@ -193,8 +193,31 @@ def _display(path: str | Path | None) -> str:
         return Path(path).name
 
 
-def _guard(page: Path, tables: Path, name: str, finished: int, force: bool) -> None:
-    """Refuse to replace another study's page, or a page with results by one without any."""
+def _lost_utterances(tables: Path, runs: pd.DataFrame) -> list[str]:
+    """Runs whose per-utterance errors the page in ``tables`` used and ``runs`` (read from the
+    store now) lacks: the store's artifacts did not answer for them (moved, not mounted)."""
+    if not (tables / RUNS).is_file() or "utterances" not in runs:
+        return []
+    before = _read(tables, RUNS)
+    if "utterances" not in before:
+        return []
+    had = set(before.loc[before["utterances"].astype(str) == "True", "run_id"])
+    now = runs[runs["run_id"].isin(had)]
+    return sorted(now.loc[~now["utterances"].astype(bool), "run_id"])
+
+
+def _guard(page: Path, tables: Path, name: str, finished: int, force: bool,
+           runs: pd.DataFrame) -> None:  # fmt: skip
+    """Refuse to replace another study's page, or (without ``force``) a page with results by
+    one without any, or by one that lost runs' per-utterance errors."""
+    lost = [] if force else _lost_utterances(tables, runs)
+    if lost:
+        raise FileExistsError(
+            f"{page}: the store gave no per-utterance errors for {len(lost)} run(s) whose errors "
+            f"the page used (first: {', '.join(lost[:3])}), so their claims would change: not "
+            "replacing it. Are the store's artifacts where its experiment's artifact location "
+            "says? force=True replaces it"
+        )
     meta_file = tables / META
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -282,7 +305,8 @@ def regenerate_v2(
         Replace a page with results by one without any (an empty store).
 
     Raises ``FileExistsError`` rather than replace another study's page, a page this module
-    did not write, or (without ``force``) results with an empty page.
+    did not write, or (without ``force``) results with an empty page or with one whose runs
+    lost their per-utterance errors (the store's artifacts unreachable).
     """
     from experiments.study.collect import study_record
     from experiments.study.plots_v2 import front_figure, matrices_figure, voices_figure
@@ -291,7 +315,7 @@ def regenerate_v2(
     domains = study_domains(study)
     store = read_store(study, tracking_uri)
     finished = int((store.plan["status"] == "finished").sum())
-    _guard(page, tables, study["name"], finished, force)
+    _guard(page, tables, study["name"], finished, force, store.runs)
     record = study_record(tracking_uri, study["experiment"], study["name"])
     if wall_seconds is None:
         wall_seconds = record.get("wall_seconds")

@@ -451,3 +451,25 @@ def test_where_ssvdo_loses_quotes_only_the_runs_on_the_differences_base(written,
     summary_line = next(line for line in page.splitlines()
                         if line.startswith("| full_adapted |") and " of " in line)  # fmt: skip
     assert f"| {2 * len(other)} of {2 * len(planned)} |" in summary_line
+
+
+def test_a_store_whose_artifacts_are_gone_does_not_replace_the_page(written, tmp_path) -> None:
+    page_file, tables = page_paths(written["study"], written["out"])
+    out = tmp_path / "docs"
+    shutil.copytree(written["out"], out)
+    copy, _ = page_paths(written["study"], out)
+    before = copy.read_text()
+    art = written["out"].parent / "art"
+    moved = art.rename(tmp_path / "art-moved")  # the artifact root not mounted, say
+    try:
+        with pytest.raises(FileExistsError, match=r"no per-utterance errors for 13 run\(s\)"):
+            regenerate_v2(written["study"], written["uri"], out, command="c", n_boot=N_BOOT)
+        assert copy.read_text() == before  # nothing replaced
+        files = regenerate_v2(written["study"], written["uri"], out, command="c",
+                              n_boot=N_BOOT, force=True)  # fmt: skip
+        assert "### Finished test runs without complete per-utterance records (14)" in (
+            files[0].read_text())  # fmt: skip
+    finally:
+        shutil.rmtree(art, ignore_errors=True)  # what the forced page logged to the record
+        moved.rename(art)
+    assert regenerate_v2(written["study"], written["uri"], out, command="c", n_boot=N_BOOT)
