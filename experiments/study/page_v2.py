@@ -202,7 +202,8 @@ def _lost_utterances(tables: Path, runs: pd.DataFrame) -> list[str]:
     if "utterances" not in before:
         return []
     had = set(before.loc[before["utterances"].astype(str) == "True", "run_id"])
-    now = runs[runs["run_id"].isin(had)]
+    # a run superseded since (a newer run of its configuration) is rightly read no more
+    now = runs[runs["run_id"].isin(had) & runs["used"].astype(bool) & (runs["phase"] == "test")]
     return sorted(now.loc[~now["utterances"].astype(bool), "run_id"])
 
 
@@ -210,14 +211,6 @@ def _guard(page: Path, tables: Path, name: str, finished: int, force: bool,
            runs: pd.DataFrame) -> None:  # fmt: skip
     """Refuse to replace another study's page, or (without ``force``) a page with results by
     one without any, or by one that lost runs' per-utterance errors."""
-    lost = [] if force else _lost_utterances(tables, runs)
-    if lost:
-        raise FileExistsError(
-            f"{page}: the store gave no per-utterance errors for {len(lost)} run(s) whose errors "
-            f"the page used (first: {', '.join(lost[:3])}), so their claims would change: not "
-            "replacing it. Are the store's artifacts where its experiment's artifact location "
-            "says? force=True replaces it"
-        )
     meta_file = tables / META
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
@@ -234,6 +227,14 @@ def _guard(page: Path, tables: Path, name: str, finished: int, force: bool,
             )
     elif page.is_file() and GENERATOR not in page.read_text()[:400]:
         raise FileExistsError(f"{page} was not written by {GENERATOR}: not replacing it")
+    lost = [] if force else _lost_utterances(tables, runs)
+    if lost:
+        raise FileExistsError(
+            f"{page}: the store gave no per-utterance errors for {len(lost)} run(s) whose errors "
+            f"the page used (first: {', '.join(lost[:3])}), so their claims would change: not "
+            "replacing it. Are the store's artifacts where its experiment's artifact location "
+            "says? force=True replaces it"
+        )
 
 
 def _log_to_record(

@@ -459,6 +459,15 @@ def test_a_store_whose_artifacts_are_gone_does_not_replace_the_page(written, tmp
     shutil.copytree(written["out"], out)
     copy, _ = page_paths(written["study"], out)
     before = copy.read_text()
+    # a run the page used and a newer run of its configuration superseded since: not a loss
+    _, copy_tables = page_paths(written["study"], out)
+    runs = pd.read_csv(copy_tables / "runs.csv", dtype={"run_id": str})
+    superseded = (runs["phase"] == "test") & ~runs["used"].astype(bool)
+    assert superseded.sum() >= 1
+    runs.loc[superseded, "utterances"] = True
+    runs.to_csv(copy_tables / "runs.csv", index=False)
+    regenerate_v2(written["study"], written["uri"], out, command="c", n_boot=N_BOOT)
+    before = copy.read_text()
     art = written["out"].parent / "art"
     moved = art.rename(tmp_path / "art-moved")  # the artifact root not mounted, say
     try:
