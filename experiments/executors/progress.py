@@ -64,10 +64,7 @@ class JobsProgress:
     show: bool = True
     costs: tuple[float, ...] | None = None
     started: float = field(default_factory=time.monotonic)  # when the batch was submitted
-    done: int = 0
-    computed: int = 0
-    computed_cost: float = 0.0
-    reported: set[int] = field(default_factory=set)
+    reported: set[int] = field(default_factory=set)  # the jobs whose results came
 
     def __post_init__(self) -> None:
         if self.costs is not None and len(self.costs) != self.total:
@@ -78,12 +75,21 @@ class JobsProgress:
     def cost(self, index: int) -> float:
         return 1.0 if self.costs is None else float(self.costs[index])
 
+    @property
+    def done(self) -> int:
+        return len(self.reported)
+
+    @property
+    def computed(self) -> int:
+        """Jobs this invocation ran (reported, not read back)."""
+        return len(self.reported - self.finished_before)
+
+    @property
+    def computed_cost(self) -> float:
+        return sum(self.cost(i) for i in self.reported - self.finished_before)
+
     def __call__(self, index: int, result: Any) -> None:
-        self.done += 1
         self.reported.add(index)
-        if index not in self.finished_before:
-            self.computed += 1
-            self.computed_cost += self.cost(index)
         if self.checkpoint is not None:
             self.checkpoint()
         if self.show:

@@ -122,11 +122,12 @@ def _compare(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, scale: flo
 class BaseSummaries:
     """``summary.csv``'s lines (:func:`~experiments.study.levels_v2.summarise`) over the runs
     on one base, so that a difference is set beside measurements of the runs it compared;
-    ``base`` None or NaN: over every base."""
+    ``base`` None or NaN: over every base, which is ``summary`` (``summary.csv``'s lines)."""
 
-    def __init__(self, runs: pd.DataFrame, plan: pd.DataFrame, domains: list[str], n_boot: int):
+    def __init__(self, runs: pd.DataFrame, plan: pd.DataFrame, domains: list[str], n_boot: int,
+                 summary: pd.DataFrame):  # fmt: skip
         self.runs, self.plan, self.domains, self.n_boot = runs, plan, domains, n_boot
-        self.cache: dict[float | None, pd.DataFrame] = {}
+        self.cache: dict[float | None, pd.DataFrame] = {None: summary}
 
     def __call__(self, base: Any) -> pd.DataFrame:
         key = float(base) if finite(base) else None

@@ -156,7 +156,7 @@ def render_v2(tables: str | Path, page: str | Path) -> str:
     out += results_section(summary, domains, figures, n_tests)
     out += references_section(matrices, plan, domains)
     out += claims_section(claims, meta["alpha"])
-    summaries = BaseSummaries(runs, plan, domains, meta["n_boot"])
+    summaries = BaseSummaries(runs, plan, domains, meta["n_boot"], summary)
     out += losses_section(claims, summaries, study, n_tests)
     out += not_run_section(plan, runs, study, meta)
     out += ["## Definitions", "", DEFINITIONS, "## Data", ""]
