@@ -72,8 +72,10 @@ NOT_RUN = "not run yet"  # the protocol tests the claim, but none of its tests h
 BASELINES = ("lora", "dora", "pissa", "ssvd")  # claim 1's matched baselines
 FULL = ("full_adapted", "naive")  # claim 1's full fine-tuning arms (gap reported, not tested)
 # what each test / reported difference compares (``claims_table``): the figure, then arm,
-# budget and inner share of side a and of side b, and the base (blank / NaN: not selected on)
-SIDE_COLUMNS = ["figure", "a_arm", "a_budget", "a_share", "b_arm", "b_budget", "b_share", "base"]
+# budget and inner share of side a and of side b, the base (blank / NaN: not selected on) and
+# the horizon both sides ran (``main`` unless the selections name another)
+SIDE_COLUMNS = ["figure", "a_arm", "a_budget", "a_share", "b_arm", "b_budget", "b_share", "base",
+                "horizon"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -334,6 +336,9 @@ def _side_columns(figure: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> di
         return float(value) if value is not None else np.nan
 
     base = a.get("base", b.get("base"))
+    horizon, other = a.get("horizon", "main"), b.get("horizon", "main")
+    if other != horizon:
+        raise ValueError(f"{figure}: sides at different horizons ({horizon!r}, {other!r})")
     return {"figure": figure, "a_arm": a["arm"], "a_budget": num(a.get("budget")),
             "a_share": num(a.get("share")), "b_arm": b["arm"], "b_budget": num(b.get("budget")),
-            "b_share": num(b.get("share")), "base": num(base)}  # fmt: skip
+            "b_share": num(b.get("share")), "base": num(base), "horizon": horizon}  # fmt: skip

@@ -5,7 +5,9 @@ of one CSV of the page::
 
     claims_frame       claims.csv: the claims of ``experiments.study.claims_v2`` on the used
                        test runs' per-utterance records, judged over the tests the *plan*
-                       implies (a planned test whose runs did not finish counts as unclear)
+                       implies (a planned test whose runs did not finish counts as unclear),
+                       with what claim 1 reports besides (:func:`awer_sides`, and
+                       :func:`long_horizon_sides` when the study has a long horizon)
     selection_frame    selection.csv: every grid rate of every arm, finished or not
     matrices_frame     wer_matrices.csv: every finished run's full WER matrix, long
     voices_frame       voices.csv: final WER per test voice and configuration
@@ -36,13 +38,19 @@ from experiments.study.claims_v2 import (
     evaluate_claims,
 )
 from experiments.study.collect import COLUMNS
-from experiments.study.differences import final_awer_difference, shared_bases
+from experiments.study.differences import (
+    final_awer_difference,
+    new_domain_difference,
+    shared_bases,
+)
 from experiments.study.levels_v2 import finite
 from experiments.study.store_v2 import StoreRuns, config_label, study_domains
 from experiments.study.verdicts import Bootstrap, Test, judge
 
 __all__ = [
+    "awer_sides",
     "claims_frame",
+    "long_horizon_sides",
     "matrices_frame",
     "scored_set_sizes",
     "selection_frame",
@@ -129,28 +137,75 @@ def _rejudge(real: ClaimV2, planned: ClaimV2, alpha: float) -> tuple[ClaimV2, li
                    sides=real.sides), [t.name for t in missing]  # fmt: skip
 
 
-def _with_awer(claim: ClaimV2, frame: pd.DataFrame, domains: Sequence[str], ssvdo_arm: str,
-               reference_share: float, budgets: Sequence[Any], n_boot: int) -> ClaimV2:  # fmt: skip
-    """Claim 1 with the final AWER of SSVD-O at the reference share minus each arm it is
-    compared with (its matched baselines, full fine-tuning) added to what it reports, not
-    tests: per budget and shared base, from the per-utterance records, with the same
-    hierarchical bootstrap (runs, voices within each domain, utterances) as every other
-    difference (``experiments.study.differences.final_awer_difference``)."""
-    present = set(frame["arm"].unique()) if len(frame) else set()
-    others = [(o, True) for o in BASELINES if o in present]
-    others += [(o, False) for o in FULL if o in present]
-    reported, sides = list(claim.reported), list(claim.sides)
+_DIFFERENCES = {"new_domain_wer": new_domain_difference, "awer": final_awer_difference}
+Side = tuple[str, str, dict[str, Any], dict[str, Any]]  # (name, figure, a, b)
+
+
+def _compared_with(frame: pd.DataFrame, horizon: str = "main") -> list[tuple[str, bool]]:
+    """Claim 1's other arms present at ``horizon``: ``(arm, matched)``, the matched baselines
+    (compared at a budget) first, then full fine-tuning (unbudgeted)."""
+    present = set(frame.loc[frame["horizon"] == horizon, "arm"].unique()) if len(frame) else set()
+    return [(o, True) for o in BASELINES if o in present] + [(o, False) for o in FULL
+                                                             if o in present]  # fmt: skip
+
+
+def _pairs(frame: pd.DataFrame, ours: dict[str, Any], other: str, matched: bool,
+           budget: Any) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:  # fmt: skip
+    """``(base, a, b)`` per base ``ours`` and ``other`` both ran (at ``ours``' horizon)."""
+    theirs = {"arm": other, "budget": budget} if matched else {"arm": other}
+    if "horizon" in ours:
+        theirs["horizon"] = ours["horizon"]
+    return [(base, {**ours, "base": base}, {**theirs, "base": base})
+            for base in shared_bases(frame, ours, theirs)]  # fmt: skip
+
+
+def awer_sides(frame: pd.DataFrame, ssvdo_arm: str, reference_share: float,
+               budgets: Sequence[Any]) -> list[Side]:  # fmt: skip
+    """Claim 1's final-AWER differences: SSVD-O at the reference share minus each arm it is
+    compared with (its matched baselines, full fine-tuning), per budget and shared base."""
+    out = []
     for budget in budgets:
         ours = {"arm": ssvdo_arm, "budget": budget, "share": reference_share}
-        for other, matched in others:
-            theirs = {"arm": other, "budget": budget} if matched else {"arm": other}
-            for base in shared_bases(frame, ours, theirs):
-                pair = ({**ours, "base": base}, {**theirs, "base": base})
-                r = final_awer_difference(frame, domains, *pair, n_boot=n_boot)
-                name = f"AWER {ssvdo_arm} - {other} (budget {budget}, base {base})"
-                reported.append((name, r))
-                sides.append((name, "awer", *pair))
-    return replace(claim, reported=tuple(reported), sides=tuple(sides))
+        for other, matched in _compared_with(frame):
+            for base, a, b in _pairs(frame, ours, other, matched, budget):
+                out.append((f"AWER {ssvdo_arm} - {other} (budget {budget}, base {base})", "awer",
+                            a, b))  # fmt: skip
+    return out
+
+
+def long_horizon_sides(frame: pd.DataFrame, ssvdo_arm: str, reference_share: float,
+                       budget: Any) -> list[Side]:  # fmt: skip
+    """Claim 1's differences at the long horizon (docs/protocol.md, *Horizon*): SSVD-O at the
+    reference share and the tight ``budget`` minus each other arm that ran the long horizon,
+    in new-domain WER and in final AWER, per shared base; named ``long: ...``.
+
+    >>> from experiments.study.collect import DOMAINS
+    >>> from experiments.study.synthetic import synthetic_frame
+    >>> frame = synthetic_frame({"ssvdo": 0.1, "lora": 0.3}, seeds=(0,), voices=2, utterances=2)
+    >>> frame = pd.concat([frame, frame.assign(horizon="long")])
+    >>> [name for name, *_ in long_horizon_sides(frame, "ssvdo", None, 100)]
+    ['long: ssvdo - lora (budget 100, base 0)', 'long: AWER ssvdo - lora (budget 100, base 0)']
+    """
+    ours = {"arm": ssvdo_arm, "budget": budget, "share": reference_share, "horizon": "long"}
+    out = []
+    for other, matched in _compared_with(frame, "long"):
+        gap = "" if matched else "gap "
+        for base, a, b in _pairs(frame, ours, other, matched, budget):
+            where = f"{ssvdo_arm} - {other} (budget {budget}, base {base})"
+            out += [(f"long: {gap}{where}", "new_domain_wer", a, b),
+                    (f"long: AWER {where}", "awer", a, b)]  # fmt: skip
+    return out
+
+
+def _with_reported(claim: ClaimV2, frame: pd.DataFrame, domains: Sequence[str],
+                   sides: Sequence[Side], n_boot: int) -> ClaimV2:  # fmt: skip
+    """``claim`` with each of ``sides`` added to what it reports, not tests, with the same
+    hierarchical bootstrap (runs, voices, utterances) as every other difference
+    (``experiments.study.differences``)."""
+    reported = [*claim.reported, *((name, _DIFFERENCES[figure](frame, domains, a, b,
+                                                                n_boot=n_boot))
+                                   for name, figure, a, b in sides)]  # fmt: skip
+    return replace(claim, reported=tuple(reported), sides=(*claim.sides, *sides))
 
 
 def claims_frame(
@@ -168,9 +223,12 @@ def claims_frame(
                               "verdict": NOT_TESTED, "kind": "none", "name": ""}],
                             columns=columns)  # fmt: skip
     real = evaluate_claims(store.utterances, domains, n_boot=n_boot, alpha=alpha, **settings)
-    real = [_with_awer(c, store.utterances, domains, settings["ssvdo_arm"],
-                       settings["reference_share"], settings["budgets"], n_boot)
-            if c.number == 1 else c for c in real]  # fmt: skip
+    args = (store.utterances, settings["ssvdo_arm"], settings["reference_share"])
+    extra = awer_sides(*args, settings["budgets"])
+    if study["horizons"].get("long"):
+        extra += long_horizon_sides(*args, settings["budgets"][0])
+    real = [_with_reported(c, store.utterances, domains, extra, n_boot) if c.number == 1 else c
+            for c in real]  # fmt: skip
     planned = evaluate_claims(_planned_frame(store.plan, domains), domains, n_boot=2,
                               alpha=alpha, **settings)  # fmt: skip
     claims, missing = [], {}

@@ -48,13 +48,15 @@ def losses(claims: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
     return claims[(against | worse).to_numpy(bool)]
 
 
-def _side(summary: pd.DataFrame, arm: Any, budget: Any, share: Any,
-          reference_share: float) -> dict[str, Any] | None:  # fmt: skip
-    """The main-horizon configuration of ``summary`` a claim's side selects (arm, and budget and
-    inner share where it selects on them); ``None`` when there is none."""
+def _side(summary: pd.DataFrame, arm: Any, budget: Any, share: Any, reference_share: float,
+          horizon: Any = "main") -> dict[str, Any] | None:  # fmt: skip
+    """The configuration of ``summary`` a claim's side selects (arm and horizon, and budget and
+    inner share where it selects on them); ``None`` when there is none. ``horizon`` blank
+    (``claims.csv`` written before it named one): the main horizon."""
     if summary.empty or not str(arm):
         return None
-    mask = (summary["arm"] == arm) & (summary["horizon"] == "main")
+    horizon = horizon if isinstance(horizon, str) and horizon else "main"
+    mask = (summary["arm"] == arm) & (summary["horizon"] == horizon)
     if finite(budget):
         mask &= pd.to_numeric(summary["budget"], errors="coerce") == float(budget)
     shares = pd.to_numeric(summary["inner_share"], errors="coerce").to_numpy(float)
@@ -155,8 +157,8 @@ def _loss_bullet(t: Mapping[str, Any], summary: pd.DataFrame, reference_share: f
           if finite(t["ci_low"]) else "[-]")  # fmt: skip
     out = [f"- **`{t['name']}`** ({what}; {how}): a - b = {num_text(t['effect'], 2, True)} WER points "
            f"{ci}, p = {num_text(t['p'], 4)}{holm}."]  # fmt: skip
-    a = _side(summary, t.get("a_arm", ""), t.get("a_budget"), t.get("a_share"), reference_share)
-    b = _side(summary, t.get("b_arm", ""), t.get("b_budget"), t.get("b_share"), reference_share)
+    a, b = (_side(summary, t.get(f"{k}_arm", ""), t.get(f"{k}_budget"), t.get(f"{k}_share"),
+                  reference_share, t.get("horizon")) for k in "ab")  # fmt: skip
     if a is None or b is None:
         return out + ["  Its two sides are not configurations of this study's summary: no "
                       "per-configuration measurements to set beside it."]  # fmt: skip

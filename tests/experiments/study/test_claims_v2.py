@@ -28,7 +28,14 @@ from experiments.study.differences import (
     new_domain_difference,
     run_matrices,
 )
-from experiments.study.frames_v2 import _rejudge
+from experiments.study.frames_v2 import (
+    _rejudge,
+    _with_reported,
+    awer_sides,
+    long_horizon_sides,
+)
+from experiments.study.losses_v2 import _side
+from experiments.study.sections_v2 import claims_section
 from experiments.study.synthetic import synthetic_frame
 from experiments.study.verdicts import Bootstrap, Test, judge
 
@@ -263,3 +270,54 @@ def test_rejudge_partial_planned_and_unrun_claims() -> None:
     # a plan with no tests at all is not "not run yet": nothing was planned to run
     empty, missing = _rejudge(ClaimV2(1, "s", NOT_TESTED), claim([]), 0.05)
     assert empty.verdict == "inconclusive" and missing == []
+
+
+def test_long_horizon_differences_are_reported_from_the_long_runs_only() -> None:
+    """Main horizon: SSVD-O and LoRA equal; long horizon: SSVD-O 20 points better than LoRA
+    and as good as full fine-tuning. Claim 1's test sees only the main runs; what it reports
+    at the long horizon only the long ones, on the page under its own heading."""
+    main = synthetic_frame({"ssvdo": 0.20, "lora": 0.20, "full_adapted": 0.20}, seed=16)
+    long = synthetic_frame({"ssvdo": 0.10, "lora": 0.30, "full_adapted": 0.10}, seed=17)
+    frame = pd.concat([main, long.assign(horizon="long")], ignore_index=True)
+    c = claim_new_domain(frame, DOMAINS, "ssvdo", ["lora"], budgets=[100], n_boot=N_BOOT)
+    r = c.tests[0].result
+    assert r.ci_low < 0 < r.ci_high  # the long runs do not leak into the main test
+
+    sides = long_horizon_sides(frame, "ssvdo", None, 100)
+    assert [(name, figure) for name, figure, *_ in sides] == [
+        ("long: ssvdo - lora (budget 100, base 0)", "new_domain_wer"),
+        ("long: AWER ssvdo - lora (budget 100, base 0)", "awer"),
+        ("long: gap ssvdo - full_adapted (budget 100, base 0)", "new_domain_wer"),
+        ("long: AWER ssvdo - full_adapted (budget 100, base 0)", "awer"),
+    ]
+    assert "budget" not in sides[2][3]  # full fine-tuning is not selected on a budget
+    c = _with_reported(c, frame, DOMAINS, awer_sides(frame, "ssvdo", None, [100]) + sides, N_BOOT)
+    got = dict(c.reported)
+    assert got["long: ssvdo - lora (budget 100, base 0)"].effect == pytest.approx(-20, abs=3)
+    assert got["long: ssvdo - lora (budget 100, base 0)"].ci_high < 0
+    gap = got["long: gap ssvdo - full_adapted (budget 100, base 0)"]
+    assert gap.ci_low < 0 < gap.ci_high
+    main_awer = got["AWER ssvdo - lora (budget 100, base 0)"]
+    assert main_awer.ci_low < 0 < main_awer.ci_high  # main horizon: no difference planted
+
+    table = claims_table([c])
+    horizon = dict(zip(table["name"], table["horizon"], strict=True))
+    assert horizon["long: AWER ssvdo - lora (budget 100, base 0)"] == "long"
+    assert horizon["ssvdo - lora (budget 100, base 0)"] == "main"
+    page = "\n".join(claims_section(table.assign(statement="s"), 0.05))
+    main_part, long_part = page.split("Reported at the long horizon (*Protocol*), not tested:")
+    assert "| AWER ssvdo - lora (budget 100, base 0) |" in main_part
+    assert "long:" not in main_part and long_part.count("| long: ") == 4
+
+
+def test_a_difference_at_the_long_horizon_is_set_beside_the_long_configurations() -> None:
+    summary = pd.DataFrame({"arm": ["lora", "lora"], "horizon": ["main", "long"],
+                            "budget": [100, 100], "inner_share": [np.nan, np.nan],
+                            "config": ["lora b100", "lora b100 long"]})  # fmt: skip
+    assert _side(summary, "lora", 100, np.nan, 0.25, "long")["config"] == "lora b100 long"
+    assert _side(summary, "lora", 100, np.nan, 0.25)["config"] == "lora b100"
+    assert _side(summary, "lora", 100, np.nan, 0.25, np.nan)["config"] == "lora b100"  # old CSV
+    with pytest.raises(ValueError, match="different horizons"):
+        claims_table([ClaimV2(1, "s", "inconclusive", reported=(("x", Bootstrap(0, -1, 1, 1, 9)),),
+                              sides=(("x", "awer", {"arm": "a", "horizon": "long"},
+                                      {"arm": "b"}),))])  # fmt: skip
