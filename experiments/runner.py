@@ -4,7 +4,8 @@ Per seed: check the tracking store (a named error before any work), prepare the 
 the base model (reused when present), build the CTC template and plugins from the config,
 evaluate the base model on every domain (row 0 of the WER matrix), then per experience train,
 evaluate every domain (row i), write the row and a checkpoint to the run folder and log the
-row to MLflow. At the end: continual metrics (``cl_ssvdo.metrics``), matrices, plots, budget
+row to MLflow, with the optimiser steps the experience trained (``train/steps``; a
+:class:`HorizonWarning` when ``train.epochs`` ran out before ``train.max_steps``). At the end: continual metrics (``cl_ssvdo.metrics``), matrices, plots, budget
 table and a short summary.
 
 Modes (``strategy.mode``): ``sequential`` (the continual run), ``joint`` (row i: the base
@@ -23,6 +24,7 @@ import copy
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,11 @@ def run_dir_for(config: Mapping[str, Any], seed: int, name: str | None = None) -
     cfg = run_config_for_seed(config, seed)
     label = name or f"{cfg['name']}-s{seed}"
     return Path(cfg["workdir"]) / "runs" / f"{label}-{config_hash(cfg)}"
+
+
+class HorizonWarning(UserWarning):
+    """An experience trained fewer optimiser steps than ``train.max_steps``: ``train.epochs``
+    ran out first, so the run's horizon is not the steps its config names."""
 
 
 class _Run(RunSetup):
@@ -281,6 +288,7 @@ class _Run(RunSetup):
                     else self.bench.train_stream[i - 1]
                 )
                 strategy.train(exp)
+            self._log_steps(i, strategy)
             wer, cer = evaluate_row(strategy, self.bench, wer_matrix, i, self.folder)
             if self.mode == "sequential":
                 budget_rows = plugin_budget_rows(plugins)
@@ -293,6 +301,21 @@ class _Run(RunSetup):
             self._checkpoint(i, strategy, plugins)
         bar.close()
         return self.finish(joint, single, budget_rows)
+
+    def _log_steps(self, i: int, strategy) -> None:
+        """Logs the optimiser steps experience ``i`` trained and warns when they fall short of
+        ``train.max_steps``."""
+        steps, cap = int(strategy.exp_steps), strategy.max_steps_per_exp
+        self.recorder.log_metrics({"train/steps": steps}, step=i)
+        if cap is not None and steps < cap:
+            epochs = self.cfg["train"]["epochs"]
+            warnings.warn(
+                f"{self.name}: experience {i} ({self.domains[i - 1]}) trained {steps} optimiser "
+                f"steps, fewer than train.max_steps = {cap}: train.epochs = {epochs} ran out "
+                f"first (raise train.epochs to train {cap} steps)",
+                HorizonWarning,
+                stacklevel=2,
+            )
 
     def finish(self, joint, single, budget_rows) -> RunResult:
         state = self.folder.state()

@@ -60,6 +60,8 @@ UTT_COLUMNS = ["row", "domain", "id", "speaker", "errors", "words"]
 COLUMNS = RUN_COLUMNS + UTT_COLUMNS
 DOMAINS = ["adult", "child", "accent_scottish"]
 STUDY_TAG, PHASE_TAG, ARM_TAG_V2 = "cl_ssvdo.study", "study.phase", "study.arm"
+# a finished run found wrong after the fact: never used, listed with this tag's value (why)
+VOID_TAG = "study.void"
 
 
 # -- reading the store -----------------------------------------------------------------------------
@@ -272,7 +274,8 @@ def read_selection(tracking_uri: str, study: Mapping[str, Any]) -> list[tuple[st
     """``(arm, lr, valid AWER)`` of the study's finished selection runs in the store.
 
     A selection run carries the tags ``cl_ssvdo.study``, ``study.phase = lr-selection`` and
-    ``study.arm``, the param ``config.train.optimizer.lr`` and the final metric ``awer``.
+    ``study.arm``, the param ``config.train.optimizer.lr`` and the final metric ``awer``; a run
+    tagged :data:`VOID_TAG` is left out.
     """
     from mlflow.tracking import MlflowClient
 
@@ -291,6 +294,6 @@ def read_selection(tracking_uri: str, study: Mapping[str, Any]) -> list[tuple[st
         lr = r.data.params.get("config.train.optimizer.lr")
         awer = r.data.metrics.get("awer")
         arm = r.data.tags.get(ARM_TAG_V2)
-        if lr is not None and awer is not None and arm:
+        if lr is not None and awer is not None and arm and not r.data.tags.get(VOID_TAG):
             out.append((arm, float(lr), float(awer)))
     return out

@@ -182,6 +182,11 @@ def experiment_config(
             "study.split": run.split,
         },
     }
+    if run.horizon != "main":
+        # a horizon is a number of optimiser steps per experience: lift the epoch cap (at least
+        # one batch an epoch) so that train.max_steps binds. Main-horizon runs keep the config's
+        # epochs, under which their steps bind already (the runner warns when they do not).
+        settings["train.epochs"] = run.steps
     if run.phase == "reference":  # joint | single_task: the config's model, that mode
         settings.update({"strategy.mode": run.arm, "strategy.name": run.arm})
     if study["device"] != "auto":

@@ -7,8 +7,10 @@ training seed, nominal budget and inner share (from the run's ``config.strategy.
 params) and, for selection runs, the learning rate. What it returns, in plan order:
 
 - ``runs``: one line per **finished** run of the study, with ``used`` (the newest finished run
-  of a planned key) and a ``note`` saying why a run is not used (superseded by a newer run of
-  the same key, or not in the plan); the per-run figures of :func:`run_figures`;
+  of a planned key that is not void) and a ``note`` saying why a run is not used (superseded by
+  a newer run of the same key, not in the plan, or void: tagged ``study.void`` with the reason,
+  a run found wrong after it finished, which is kept and listed, never deleted); the per-run
+  figures of :func:`run_figures`;
 - ``matrices``: ``run_id -> R`` (``R[row, domain]``, row 0 = the base model) from the
   ``wer/<domain>`` metric history;
 - ``plan``: every planned run with ``status`` (``finished`` or ``not run``), its run id and,
@@ -60,6 +62,7 @@ from experiments.study.collect import (
     PHASE_TAG,
     RUN_COLUMNS,
     STUDY_TAG,
+    VOID_TAG,
     _sqlite_missing,
     _wer_matrix,
 )
@@ -219,6 +222,7 @@ def _run_line(run: Any, study: Mapping[str, Any]) -> dict[str, Any]:
         "base_weights_sha": params.get("base.weights_sha", ""),
         "git_commit": params.get("git.commit", ""),
         "awer_logged": metrics_.get("awer", math.nan),
+        "void": run.data.tags.get(VOID_TAG, ""),
         **weight_changes(metrics_),
     }
 
@@ -263,7 +267,7 @@ def _angles(client: Any, run_id: str, logged: Mapping[str, float]) -> dict[str, 
 _RUN_LINE = ["run_id", "run_name", "phase", "arm", "horizon", "split", "base", "seed", "budget",
              "inner_share", "lr", "lr_key", "config", "status", "start_time", "duration_s", "steps",
              "strategy", "adapter", "adapter_budget", "adapter_inner_share", "trainable_params",
-             "model_family", "model", "base_weights_sha", "git_commit", "awer_logged",
+             "model_family", "model", "base_weights_sha", "git_commit", "awer_logged", "void",
              "weight_change", "weight_change_total"]  # fmt: skip
 
 
@@ -396,28 +400,32 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
     lines = [_run_line(r, study) for r in finished]
     runs = pd.DataFrame(lines)
     selection = [(x["arm"], x["lr"], x["awer_logged"]) for x in lines
-                 if x["phase"] == "lr-selection" and _present(x["lr"])]  # fmt: skip
+                 if x["phase"] == "lr-selection" and _present(x["lr"]) and not x["void"]]  # fmt: skip
     selected = select_lr(selection, study["lr_selection"]["tie_points"])
     plan = plan_v2(study, selected, edge_rates(selection, study["lr_selection"]))
     plan_frame = _plan_frame(plan)
     keys = [planned_key(r) for r in plan]
     by_key: dict[tuple, int] = {k: i for i, k in enumerate(keys)}
 
-    # the newest finished run of each planned key is used; the others are kept and noted
+    # the newest finished run of each planned key that is not void is used; the others are
+    # kept and noted
     used_ids: dict[int, str] = {}
+    void: dict[int, str] = {}  # plan index -> why its newest void run is void
     if not runs.empty:
         runs = runs.sort_values("start_time", kind="stable", ignore_index=True)
         runs["plan_index"] = [by_key.get(tuple(None if _nan(v) else v for v in key), -1)
                               for key in runs[KEY].itertuples(index=False)]  # fmt: skip
         for i, idx in zip(runs.index, runs["plan_index"], strict=True):
-            if idx >= 0:
+            if idx >= 0 and runs.at[i, "void"]:
+                void[idx] = runs.at[i, "void"]
+            elif idx >= 0:
                 used_ids[idx] = runs.at[i, "run_id"]
         used = set(used_ids.values())
         runs["used"] = runs["run_id"].isin(used)
         runs["note"] = [
-            "" if u else ("not in the plan" if idx < 0 else
+            "" if u else (f"void: {why}" if why else "not in the plan" if idx < 0 else
                           f"superseded by the newer run {used_ids[idx]}")
-            for u, idx in zip(runs["used"], runs["plan_index"], strict=True)
+            for u, idx, why in zip(runs["used"], runs["plan_index"], runs["void"], strict=True)
         ]  # fmt: skip
         order = runs["plan_index"].where(runs["plan_index"] >= 0, len(plan))
         runs = runs.assign(_o=order).sort_values(["_o", "start_time"], kind="stable")
@@ -440,6 +448,7 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
             other = others.get(key)
             run_ids.append(other.info.run_id if other is not None else "")
             why.append(f"its run is {other.info.status}" if other is not None
+                       else f"its finished run is void ({void[i]})" if i in void
                        else "not in the store")  # fmt: skip
     plan_frame = plan_frame.assign(status=status, run_id=run_ids, reason=why)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from experiments.compare import compare_runs
 from experiments.config import ConfigError
 from experiments.report import report_run_dir
 from experiments.run_dir import RunDir
-from experiments.runner import run_dir_for, run_experiment
+from experiments.runner import HorizonWarning, run_dir_for, run_experiment
 from experiments.sweep import run_sweep, sync_folder
 from experiments.tracking import TrackingUnreachableError
 from tests.experiments.conftest import TINY_OVERRIDES
@@ -310,3 +311,26 @@ def test_sync_of_a_sweep_folder_rebuilds_parent_and_children(tiny_config, store_
     )
     assert [k.info.run_name for k in kids] == ["ssvdo-b6000-s0"]
     assert sync_folder(result.folder, store_uri) == parent_id  # idempotent
+
+
+def test_each_experience_logs_its_steps_and_warns_when_the_epochs_run_out_first(
+    tiny_config, store_uri
+) -> None:
+    """8 utterances a domain at batch 4 are 2 batches an epoch: 1 epoch stops at 2 of 5 steps
+    (a HorizonWarning naming the experience and both settings), 3 epochs reach the 5."""
+    two = {"stream.domains": ["adult", "child"], "train.max_steps": 5}
+    with pytest.warns(HorizonWarning) as caught:
+        short = run_experiment(tiny_config("naive", {**two, "train.epochs": 1}), 0,
+                               tracking_uri=store_uri, progress=False)  # fmt: skip
+    messages = [str(w.message) for w in caught if w.category is HorizonWarning]
+    assert len(messages) == 2 and "experience 2 (child) trained 2 optimiser steps" in messages[1]
+    assert "train.max_steps = 5: train.epochs = 1 ran out first" in messages[1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HorizonWarning)
+        full = run_experiment(tiny_config("naive", {**two, "train.epochs": 3}), 0,
+                              tracking_uri=store_uri, progress=False)  # fmt: skip
+    client = MlflowClient(store_uri)
+    for result, steps in ((short, 2), (full, 5)):
+        history = client.get_metric_history(result.run_id, "train/steps")
+        assert sorted((m.step, m.value) for m in history) == [(1, steps), (2, steps)]

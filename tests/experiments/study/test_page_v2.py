@@ -482,3 +482,38 @@ def test_a_store_whose_artifacts_are_gone_does_not_replace_the_page(written, tmp
         shutil.rmtree(art, ignore_errors=True)  # what the forced page logged to the record
         moved.rename(art)
     assert regenerate_v2(written["study"], written["uri"], out, command="c", n_boot=N_BOOT)
+
+
+def test_a_void_run_is_listed_with_its_reason_and_never_used(store_uri, tmp_path) -> None:
+    """A finished run tagged ``study.void`` (found wrong after it finished) is kept and listed
+    with the reason, but neither used for its planned run (a valid older run is) nor read by
+    the learning-rate selection; a planned run whose only finished run is void is not run."""
+    from experiments.study.collect import VOID_TAG
+    from experiments.study.store_v2 import read_store
+
+    client = MlflowClient(store_uri)
+    exp_id = client.create_experiment(f"v2-void-{tmp_path.name}")
+    study = _study("study_voidtest", client.get_experiment(exp_id).name)
+    store = Store(store_uri, exp_id, study)
+    for arm, grid in SELECTION.items():
+        for lr, awer in grid.items():
+            store.run("lr-selection", arm, 100, lr, np.full((4, 3), awer), 0.25, awer=awer)
+    wrong = store.run("lr-selection", "lora", 100, 1e-3, np.full((4, 3), 1.0), 0.25, awer=1.0)
+    R = np.full((4, 3), 30.0)
+    kept = store.run("test", "lora", 0, SELECTED["lora"], R, 0.25)
+    newer = store.run("test", "lora", 0, SELECTED["lora"], R + 50.0, 0.25)
+    alone = store.run("test", "lora", 1, SELECTED["lora"], R, 0.25)
+    reason = "trained 2 epochs, not the horizon's steps"
+    for rid in (wrong, newer, alone):
+        client.set_tag(rid, VOID_TAG, reason)
+
+    got = read_store(study, store_uri)
+    assert got.selected == SELECTED  # lora's void 1e-3 run (valid AWER 1.0) is not selected
+    runs = got.runs.set_index("run_id")
+    assert runs.at[kept, "used"] and not runs.at[newer, "used"] and not runs.at[alone, "used"]
+    assert runs.at[newer, "note"] == f"void: {reason}" == runs.at[alone, "note"]
+    plan = got.plan[got.plan["phase"] == "test"].set_index("label")
+    lora = plan[plan["arm"] == "lora"]
+    assert lora.loc[lora["seed"] == 0, "run_id"].tolist() == [kept]
+    (why,) = lora.loc[lora["seed"] == 1, "reason"]
+    assert why == f"its finished run is void ({reason})"

@@ -53,6 +53,8 @@ def test_shipped_v2_configs_obey_the_protocol_and_build_valid_runs(name: str) ->
         cfg = experiment_config(study, run, path)
         assert cfg["stream"]["base_domains"] == [study["stream"]["base_domain"]]
         assert cfg["train"]["max_steps"] == run.steps
+        if run.horizon != "main":  # its steps bind, not the epochs (>= 1 batch an epoch)
+            assert cfg["train"]["epochs"] >= run.steps
         assert cfg["tracking"]["tags"][PHASE_TAG] == run.phase
         # selection runs are scored on valid (and never read test); the others on test
         assert cfg["stream"].get("eval_split", "test") == run.split
