@@ -5,8 +5,8 @@ the base model (reused when present), build the CTC template and plugins from th
 evaluate the base model on every domain (row 0 of the WER matrix), then per experience train,
 evaluate every domain (row i), write the row and a checkpoint to the run folder and log the
 row to MLflow, with the optimiser steps the experience trained (``train/steps``; a
-:class:`HorizonWarning` when ``train.epochs`` ran out before ``train.max_steps``). At the end: continual metrics (``cl_ssvdo.metrics``), matrices, plots, budget
-table and a short summary.
+:class:`HorizonWarning` when ``train.epochs`` ran out before ``train.max_steps``). At the end:
+continual metrics (``cl_ssvdo.metrics``), matrices, plots, budget table and a short summary.
 
 Modes (``strategy.mode``): ``sequential`` (the continual run), ``joint`` (row i: the base
 trained on the union of domains <= i, the IM reference) and ``single_task`` (row i: the base
