@@ -49,13 +49,11 @@ def losses(claims: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _side(summary: pd.DataFrame, arm: Any, budget: Any, share: Any, reference_share: float,
-          horizon: Any = "main") -> dict[str, Any] | None:  # fmt: skip
+          horizon: str = "main") -> dict[str, Any] | None:  # fmt: skip
     """The configuration of ``summary`` a claim's side selects (arm and horizon, and budget and
-    inner share where it selects on them); ``None`` when there is none. ``horizon`` blank
-    (``claims.csv`` written before it named one): the main horizon."""
+    inner share where it selects on them); ``None`` when there is none."""
     if summary.empty or not str(arm):
         return None
-    horizon = horizon if isinstance(horizon, str) and horizon else "main"
     mask = (summary["arm"] == arm) & (summary["horizon"] == horizon)
     if finite(budget):
         mask &= pd.to_numeric(summary["budget"], errors="coerce") == float(budget)
@@ -158,7 +156,7 @@ def _loss_bullet(t: Mapping[str, Any], summary: pd.DataFrame, reference_share: f
     out = [f"- **`{t['name']}`** ({what}; {how}): a - b = {num_text(t['effect'], 2, True)} WER points "
            f"{ci}, p = {num_text(t['p'], 4)}{holm}."]  # fmt: skip
     a, b = (_side(summary, t.get(f"{k}_arm", ""), t.get(f"{k}_budget"), t.get(f"{k}_share"),
-                  reference_share, t.get("horizon")) for k in "ab")  # fmt: skip
+                  reference_share, t["horizon"]) for k in "ab")  # fmt: skip
     if a is None or b is None:
         return out + ["  Its two sides are not configurations of this study's summary: no "
                       "per-configuration measurements to set beside it."]  # fmt: skip

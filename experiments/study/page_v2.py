@@ -127,7 +127,9 @@ def render_v2(tables: str | Path, page: str | Path) -> str:
     plan = _read(tables, PLAN)
     sel = _read(tables, SELECTION)
     claims = _read(tables, CLAIMS, text=("verdict", "kind", "claimed", "outcome", "figure",
-                                         "a_arm", "b_arm"))  # fmt: skip
+                                         "a_arm", "b_arm", "horizon"))  # fmt: skip
+    # a claims.csv written before it named each line's horizon compared main-horizon runs only
+    claims["horizon"] = claims["horizon"].replace("", "main") if "horizon" in claims else "main"
     matrices = _read(tables, MATRICES)
     summary = summarise(runs, plan, domains, meta["n_boot"])
 

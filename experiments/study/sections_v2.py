@@ -325,13 +325,11 @@ def claims_section(claims: pd.DataFrame, alpha: float) -> list[str]:
             out += [md_table(["test (a - b)", "claimed sign", "effect", "95 % CI", "p",
                               "Holm p", "outcome"], rows), ""]  # fmt: skip
         rep = part[part["kind"] == "reported"]
-        horizons = (rep["horizon"].where(rep["horizon"].notna() & (rep["horizon"] != ""), "main")
-                    if "horizon" in rep else pd.Series("main", index=rep.index))  # fmt: skip
-        for horizon in ["main", *sorted(set(horizons) - {"main"})]:
+        for horizon in ["main", *sorted(set(rep["horizon"]) - {"main"})]:
             rows = [[t["name"], num_text(t["effect"], 2, True),
                      f"[{num_text(t['ci_low'], 2, True)}, {num_text(t['ci_high'], 2, True)}]",
                      num_text(t["p"], 4)]
-                    for t in rep[(horizons == horizon).to_numpy(bool)].to_dict("records")]  # fmt: skip
+                    for t in rep[rep["horizon"] == horizon].to_dict("records")]  # fmt: skip
             if rows:
                 where = "" if horizon == "main" else f" at the {horizon} horizon (*Protocol*)"
                 out += [f"Reported{where}, not tested:", "",

@@ -316,7 +316,6 @@ def test_a_difference_at_the_long_horizon_is_set_beside_the_long_configurations(
                             "config": ["lora b100", "lora b100 long"]})  # fmt: skip
     assert _side(summary, "lora", 100, np.nan, 0.25, "long")["config"] == "lora b100 long"
     assert _side(summary, "lora", 100, np.nan, 0.25)["config"] == "lora b100"
-    assert _side(summary, "lora", 100, np.nan, 0.25, np.nan)["config"] == "lora b100"  # old CSV
     with pytest.raises(ValueError, match="different horizons"):
         claims_table([ClaimV2(1, "s", "inconclusive", reported=(("x", Bootstrap(0, -1, 1, 1, 9)),),
                               sides=(("x", "awer", {"arm": "a", "horizon": "long"},

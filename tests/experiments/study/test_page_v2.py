@@ -418,6 +418,10 @@ def test_where_ssvdo_loses_renders_from_the_csvs_alone(written, tmp_path) -> Non
     runs.loc[runs["arm"] == "full_adapted", "weight_change"] *= 10.0  # an edit of the CSV
     runs.to_csv(copy / "runs.csv", index=False)
     page = render_v2(copy, tmp_path / page_file.name)
+    claims = pd.read_csv(copy / "claims.csv")
+    claims.drop(columns=["horizon"]).to_csv(copy / "claims.csv", index=False)  # an older CSV
+    assert render_v2(copy, tmp_path / page_file.name) == page  # its lines are main-horizon
+    claims.to_csv(copy / "claims.csv", index=False)
     bullet = " ".join(_bullets(_section(page))["gap ssvdo - full_adapted (budget 61440, base 0)"])
     used = runs[runs["used"] & (runs["phase"] == "test") & (runs["arm"] == "full_adapted")]
     assert f"vs {_level(used['weight_change'].to_numpy(), 100.0, 2, ' %')}" in bullet
