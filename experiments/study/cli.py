@@ -11,9 +11,11 @@ its results page from the store (``experiments.study.page_v2``); a v1 one (the d
     cl-ssvdo study --only-regenerate               # docs/results.md from the store, no training
     cl-ssvdo study --config study_v2 --dry-run     # v2: selection runs, then test runs
     cl-ssvdo study --config study_v2               # v2: run (or resume) it, then its page
+    cl-ssvdo study --config study_v2 --from-csv    # v2: its page again from its CSVs (no store)
 
 Exit status: 2 invalid config (the message names the file and field), 3 tracking store
-unreachable, 1 the page would replace another study's results.
+unreachable, 1 the page would replace another study's results (or, ``--from-csv``, there are
+none to render again).
 
 >>> args = build_parser().parse_args(["--quick", "--dry-run", "--set", "seeds=[0]"])
 >>> args.quick, args.dry_run, args.overrides
@@ -63,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--only-regenerate",
         action="store_true",
         help="rebuild the results page from the store (or its CSVs) without training",
+    )
+    p.add_argument(
+        "--from-csv",
+        action="store_true",
+        help="v2 configs: render the results page again from its CSVs alone, without the store "
+        "or training (the config's withdrawals applied)",
     )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     add_override_argument(
@@ -115,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.config and is_v2(args.config):
         return _run_v2(args)
+    if args.from_csv:
+        print("cl-ssvdo study: --from-csv renders a v2 study's page (a config with version: 2)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
     return _run_v1(args)
 
 
@@ -131,7 +143,7 @@ def _exit_status(work: Callable[[], int | list[Path]]) -> int:
     except TrackingUnreachableError as exc:
         print(f"cl-ssvdo study: {exc}", file=sys.stderr)
         return EXIT_TRACKING
-    except FileExistsError as exc:
+    except (FileExistsError, FileNotFoundError) as exc:
         print(f"cl-ssvdo study: {exc}", file=sys.stderr)
         return EXIT_DOC
     if isinstance(files, int):
@@ -214,16 +226,19 @@ def _print_plan_v2(study: Mapping[str, Any], uri: str | None) -> None:
 def _run_v2(args: argparse.Namespace) -> int:
     """A v2 config: ``--dry-run`` lists the plan (rates selected so far read from the store);
     otherwise the selection, test and reference runs (resumed), then the results page from
-    the store; ``--only-regenerate`` writes the page without training."""
+    the store; ``--only-regenerate`` writes the page without training, ``--from-csv`` renders
+    it again from its CSVs alone (:func:`experiments.study.page_v2.rerender_v2`)."""
     return _exit_status(lambda: _work_v2(args))
 
 
 def _work_v2(args: argparse.Namespace) -> int | list[Path]:
     from experiments.study.config import load_study_v2
-    from experiments.study.page_v2 import regenerate_v2
+    from experiments.study.page_v2 import regenerate_v2, rerender_v2
     from experiments.study.run_v2 import run_study_v2
 
     study, path = load_study_v2(args.config, args.overrides)
+    if args.from_csv:
+        return rerender_v2(study, study["output_dir"], command=_command(args, path) + " --from-csv")
     uri = _tracking_uri_v2(study, path, args.tracking_uri)
     if args.dry_run:
         _print_plan_v2(study, uri)

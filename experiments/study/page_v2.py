@@ -10,8 +10,11 @@ SSVD-O beside what the runs logged (learning, forgetting, weight change, angles)
 only restate those numbers. Then it logs the page, CSVs and figures to the study's record run in
 MLflow (``cl_ssvdo.kind = study``) when there is one.
 
+:func:`rerender_v2` renders the page again from its CSVs alone, for a study whose store is gone:
+it applies the config's withdrawals to ``plan.csv`` and recomputes nothing else.
+
 This module holds the entry points (:func:`page_paths`, :func:`regenerate_v2`,
-:func:`render_v2`), the file names and the guard against replacing another study's page; the
+:func:`rerender_v2`, :func:`render_v2`), the file names and the guard against replacing another study's page; the
 rest is split by stage (``claims_frame``, ``losses``, ``run_ci`` and ``summarise`` stay
 importable from here)::
 
@@ -27,7 +30,7 @@ Files, under ``out_dir`` (the docs folder), ``<stem>`` being the study name with
     results_<stem>/
         runs.csv              one line per finished run: params, per-run figures, weight
                               change and angles (store_v2.DIAGNOSTICS), used / note
-        plan.csv              every planned run: finished or not run, and why
+        plan.csv              every planned run: finished, not run or withdrawn, and why
         selection.csv         the learning-rate selection: every grid rate of every arm
         summary.csv           per arm configuration: mean and 95 % CI of each figure
         claims.csv            every test and reported difference of every claim, with the
@@ -63,6 +66,7 @@ from experiments.study.frames_v2 import (
 )
 from experiments.study.levels_v2 import run_ci, summarise
 from experiments.study.losses_v2 import BaseSummaries, losses, losses_section
+from experiments.study.plan_v2 import withdrawal
 from experiments.study.sections_v2 import (
     DEFINITIONS,
     claims_section,
@@ -82,6 +86,7 @@ __all__ = [
     "page_paths",
     "regenerate_v2",
     "render_v2",
+    "rerender_v2",
     "run_ci",
     "summarise",
 ]
@@ -149,6 +154,10 @@ def render_v2(tables: str | Path, page: str | Path) -> str:
         f"> Produced by: `{meta.get('command') or '-'}`.",
         "",
     ]
+    if meta.get("rerendered"):
+        out[-1:] = [">", f"> Re-rendered from these CSVs alone by `{meta['rerendered']}`, after "
+                    "the store was last read: nothing on the page was read from the store "
+                    "again (*Protocol*, *Not run*).", ""]  # fmt: skip
     if study.get("description"):
         out += [str(study["description"]).strip(), ""]
     out += verdicts_section(claims, plan, n_tests)
@@ -173,6 +182,42 @@ def render_v2(tables: str | Path, page: str | Path) -> str:
         (VOICES, "final WER per test voice and configuration"),
     )]  # fmt: skip
     return "\n".join(out).rstrip() + "\n"
+
+
+def rerender_v2(study: Mapping[str, Any], out_dir: str | Path | None = None, *,
+                command: str) -> list[Path]:  # fmt: skip
+    """Render the page of ``study`` again from its CSVs alone, without the store; returns the
+    files written (the page first).
+
+    For a study whose store is gone: a planned run in ``plan.csv`` that did not finish and that
+    ``study["withdrawn"]`` selects becomes ``withdrawn``, with the date and the reason (one
+    that no withdrawal selects any more goes back to ``not run``); ``meta.json`` takes
+    ``study`` as the config and ``command`` as the re-render's. Nothing that needs the store
+    is recomputed: the runs, claims, levels, matrices and figures are the CSVs' own. Raises
+    ``FileNotFoundError`` when ``out_dir`` holds no results of ``study``.
+    """
+    page, tables = page_paths(study, ROOT / "docs" if out_dir is None else out_dir)
+    meta_file = tables / META
+    if not meta_file.is_file() or not (tables / PLAN).is_file():
+        raise FileNotFoundError(f"{tables}: no results of study {study['name']!r} to render "
+                                "again (regenerate them from the study's store)")  # fmt: skip
+    meta = json.loads(meta_file.read_text())
+    if meta.get("study_name") != study["name"]:
+        raise FileExistsError(f"{page} holds results of study {meta.get('study_name')!r}, not "
+                              f"{study['name']!r}")  # fmt: skip
+    plan = _read(tables, PLAN)
+    for i, line in plan[plan["status"] != "finished"].iterrows():
+        why = withdrawal(study, line["arm"], line["horizon"])
+        if why:
+            plan.loc[i, ["status", "reason"]] = ["withdrawn", why]
+        elif line["status"] == "withdrawn":
+            plan.loc[i, ["status", "reason"]] = ["not run", "not finished when the store was "
+                                                 "last read"]  # fmt: skip
+    plan.to_csv(tables / PLAN, index=False)
+    meta.update(study=dict(study), rerendered=command)
+    meta_file.write_text(json.dumps(meta, indent=2, default=_json_safe) + "\n")
+    page.write_text(render_v2(tables, page))
+    return [page, tables / PLAN, meta_file]
 
 
 # -- writing ----------------------------------------------------------------------------------------

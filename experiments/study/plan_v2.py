@@ -39,7 +39,23 @@ __all__ = [
     "rate_key",
     "schedule_setting",
     "select_lr",
+    "withdrawal",
 ]
+
+
+def withdrawal(study: Mapping[str, Any], arm: str, horizon: str) -> str:
+    """``"withdrawn on <date> ..."`` when an entry of ``study["withdrawn"]`` selects the planned
+    runs of ``arm`` at ``horizon`` (by arm and/or horizon), else ``""``. The entry's reason is
+    stated once, on the page's *Protocol*, not per run.
+
+    >>> study = {"withdrawn": [{"horizon": "long", "date": "2026-11-30", "reason": "store lost"}]}
+    >>> withdrawal(study, "lora", "long"), withdrawal(study, "lora", "main")
+    ('withdrawn on 2026-11-30 (the reason: *Protocol*)', '')
+    """
+    for entry in study.get("withdrawn") or ():
+        if entry.get("arm", arm) == arm and entry.get("horizon", horizon) == horizon:
+            return f"withdrawn on {entry['date']} (the reason: *Protocol*)"
+    return ""
 
 
 @dataclass(frozen=True)

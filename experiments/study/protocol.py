@@ -18,7 +18,9 @@ breaks the protocol, each rule with the field it concerns:
 - a main horizon and, in the full protocol, a longer one (``long > main``) whose arms exist;
 - the full protocol runs SSVD-O at >= 3 inner shares and >= 2 budgets, LoRA, DoRA, PiSSA and
   SSVD matched, full fine-tuning, the three budget schedules (constant, inner-then-outer,
-  outer-then-inner) and the top and tail subspaces, and names both references.
+  outer-then-inner) and the top and tail subspaces, and names both references;
+- a withdrawal (``withdrawn``: planned runs that cannot finish, dated, with the reason) names
+  a run arm and/or a horizon of the study.
 
 ``experiments.study.plan_v2.plan_v2`` expands the config into runs: the **selection phase** first (each arm that
 selects its own rate, at every grid rate, on the selection seed, valid split, main horizon,
@@ -185,9 +187,22 @@ def _check_arms(study: Mapping[str, Any], source: str) -> None:
             _fail(f"the {key} reference is needed for IM/FWT", f"references.{key}", source)
 
 
+def _check_withdrawn(study: Mapping[str, Any], source: str) -> None:
+    """Each withdrawal selects planned runs: a run arm, a horizon the study has."""
+    arms = [a for a, spec in study["arms"].items() if spec["kind"] != "not_run"]
+    horizons = ["main"] + (["long"] if study["horizons"]["long"] is not None else [])
+    for i, entry in enumerate(study.get("withdrawn") or ()):
+        if "arm" in entry and entry["arm"] not in arms:
+            _fail(f"unknown or not-run arm {entry['arm']!r}", f"withdrawn.{i}.arm", source, arms)
+        if "horizon" in entry and entry["horizon"] not in horizons:
+            _fail(f"the study has no {entry['horizon']!r} horizon", f"withdrawn.{i}.horizon",
+                  source, horizons)  # fmt: skip
+
+
 def check_protocol(study: Mapping[str, Any], source: str = "<study>") -> None:
     """Raise :class:`ConfigError` (naming the field) when ``study`` breaks docs/protocol.md."""
     _check_stream(study, source)
     _check_arms(study, source)
+    _check_withdrawn(study, source)
     _check_selection(study, source)
     _check_seeds(study, source)

@@ -26,6 +26,7 @@ def study_folder(study: Mapping[str, Any], workdir: str | Path):
 
     body = {k: v for k, v in study.items()
             if k not in ("description", "estimate", "output", "output_dir")}  # fmt: skip
+    body.pop("withdrawn", None)  # withdrawing runs changes none of the others: the same study
     for key in ("lr_check", "pretrain_seeds"):  # unset: the folder from before the key existed
         if body.get(key) is None:
             body.pop(key, None)

@@ -10,6 +10,9 @@
    second, ...), so a study stopped part-way has every arm at the same number of seeds.
 3. The joint and single-task **references** (for IM and FWT), run with the first seed.
 
+Planned runs the study's ``withdrawn`` selects are not run (the results page lists them with
+the reason).
+
 Every run is a job of an executor (``experiments.executors``: local, Ray or Slurm) with its
 own folder under ``<workdir>/studies/<name>-<hash>/runs/``; a run resumes from its last
 per-experience checkpoint and a finished one is not recomputed, so ``cl-ssvdo study`` again
@@ -42,9 +45,17 @@ from experiments.study.plan_v2 import (
     plan_v2,
     rate_key,
     select_lr,
+    withdrawal,
 )
 
-__all__ = ["StudyV2Result", "run_slug", "run_study_v2", "seed_major_order", "study_store"]
+__all__ = [
+    "StudyV2Result",
+    "run_slug",
+    "run_study_v2",
+    "seed_major_order",
+    "study_store",
+    "to_run",
+]
 
 
 @dataclass
@@ -75,6 +86,12 @@ def study_store(
     first = experiment_config(study, plan_v2(study)[0], source)
     workdir = Path(first["workdir"])
     return workdir, resolve_tracking_uri(tracking_uri or first["tracking"]["uri"], workdir)
+
+
+def to_run(study: Mapping[str, Any], planned: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """The runs of ``planned`` the study runs: those no entry of ``study["withdrawn"]`` selects
+    (a withdrawn run is listed on the results page with the reason, never run)."""
+    return [r for r in planned if not withdrawal(study, r.arm, r.horizon)]
 
 
 def seed_major_order(runs: Sequence[PlannedRun], study: Mapping[str, Any]) -> list[PlannedRun]:
@@ -187,7 +204,13 @@ def run_study_v2(
         folder.update_state(wall_seconds=elapsed(), **state)
         log_wall()
 
-    def run_phase(phase: str, runs: Sequence[PlannedRun], done: int) -> int:
+    def run_phase(phase: str, planned: Sequence[PlannedRun], done: int) -> int:
+        runs = to_run(study, planned)
+        if progress and len(runs) < len(planned):
+            print(
+                f"{study['name']}: {len(planned) - len(runs)} withdrawn {phase} runs not run"
+                " (listed with the reason on the results page)"
+            )
         if progress:
             print(f"\n== study {study['name']}: {phase}, {len(runs)} runs ({runner.name})")
         jobs = _jobs(study, runs, source, folder, uri)

@@ -70,20 +70,35 @@ def _lr_text(lr: Any) -> str:
 
 
 def verdicts_section(claims: pd.DataFrame, plan: pd.DataFrame, n_tests: int) -> list[str]:
-    """Each claim's verdict, then how many planned test runs finished (``n_tests``) and, when
-    not all, the warning that the study is partial."""
+    """Each claim's verdict, then how many planned test runs finished (``n_tests``) or were
+    withdrawn and, when some are neither, the warning that the study is partial."""
     verdicts = claims.drop_duplicates("claim")
     out = ["## Verdicts", ""]
     out += [f"{r['claim']}. *{r['statement']}* — **{r['verdict']}**"
             for r in verdicts.to_dict("records")]  # fmt: skip
     planned_tests = int((plan["phase"] == "test").sum())
-    out += ["", f"({n_tests} of {planned_tests} planned test runs finished; rule and tests "
-            "under *Claims*.)", ""]  # fmt: skip
-    if n_tests < planned_tests:
+    withdrawn = int(((plan["phase"] == "test") & (plan["status"] == "withdrawn")).sum())
+    gone = (
+        f"; {withdrawn} withdrawn: *Protocol* says why, *Not run* lists them" if withdrawn else ""
+    )
+    out += ["", f"({n_tests} of {planned_tests} planned test runs finished{gone}; rule and "
+            "tests under *Claims*.)", ""]  # fmt: skip
+    if n_tests + withdrawn < planned_tests:
         out += ["> **Partial study.** The claims are judged on the test runs that finished; a "
                 "planned test with none of its runs counts as unclear, and a claim none of "
                 f"whose tests has runs is *{NOT_RUN}* (*Not run* lists the rest).", ""]  # fmt: skip
     return out
+
+
+def _withdrawn_line(entry: Mapping[str, Any]) -> str:
+    """One withdrawal of the study config as a line of the protocol section.
+
+    >>> _withdrawn_line({"horizon": "long", "date": "2026-11-30", "reason": "Store lost."})
+    '- **Withdrawn** on 2026-11-30: the long-horizon runs not finished by then. Store lost.'
+    """
+    horizon = f"{entry['horizon']}-horizon " if entry.get("horizon") else ""
+    what = f"`{entry['arm']}`'s {horizon}runs" if entry.get("arm") else f"the {horizon}runs"
+    return f"- **Withdrawn** on {entry['date']}: {what} not finished by then. {entry['reason']}"
 
 
 def protocol_section(study: Mapping[str, Any], meta: Mapping[str, Any], link: str) -> list[str]:
@@ -120,6 +135,7 @@ def protocol_section(study: Mapping[str, Any], meta: Mapping[str, Any], link: st
         )
         + ".",  # fmt: skip
         f"- Horizons: main {hz['main']} optimiser steps per experience{long}.",
+        *[_withdrawn_line(w) for w in s.get("withdrawn") or ()],
         f"- Budgets (trainable parameters per experience): "
         f"{', '.join(f'{b:,}' for b in s.get('budgets') or []) or '-'}; reference inner share "
         f"{s['reference_share']:g}.",

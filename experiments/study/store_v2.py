@@ -13,8 +13,10 @@ params) and, for selection runs, the learning rate. What it returns, in plan ord
   figures of :func:`run_figures`;
 - ``matrices``: ``run_id -> R`` (``R[row, domain]``, row 0 = the base model) from the
   ``wer/<domain>`` metric history;
-- ``plan``: every planned run with ``status`` (``finished`` or ``not run``), its run id and,
-  when it is not finished, why (``not in the store`` or the status its newest run has);
+- ``plan``: every planned run with ``status`` (``finished``, ``not run``, or ``withdrawn``:
+  selected by the study's ``withdrawn`` and not finished), its run id and, when it is not
+  finished, why (the withdrawal's date and reason, ``not in the store``, or the status its
+  newest run has);
 - ``utterances``: the per-utterance errors (``experiments.study.collect.COLUMNS``) of the used
   test runs, only the cells the claims and the per-voice figure read (:func:`needed_cells`).
 
@@ -66,7 +68,7 @@ from experiments.study.collect import (
     _sqlite_missing,
     _wer_matrix,
 )
-from experiments.study.plan_v2 import PlannedRun, edge_rates, plan_v2, select_lr
+from experiments.study.plan_v2 import PlannedRun, edge_rates, plan_v2, select_lr, withdrawal
 
 __all__ = [
     "DIAGNOSTICS",
@@ -444,12 +446,13 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
             run_ids.append(used_ids[i])
             why.append("")
         else:
-            status.append("not run")
+            gone = withdrawal(study, plan[i].arm, plan[i].horizon)
+            status.append("withdrawn" if gone else "not run")
             other = others.get(key)
             run_ids.append(other.info.run_id if other is not None else "")
-            why.append(f"its run is {other.info.status}" if other is not None
-                       else f"its finished run is void ({void[i]})" if i in void
-                       else "not in the store")  # fmt: skip
+            why.append(gone or (f"its run is {other.info.status}" if other is not None
+                                else f"its finished run is void ({void[i]})" if i in void
+                                else "not in the store"))  # fmt: skip
     plan_frame = plan_frame.assign(status=status, run_id=run_ids, reason=why)
 
     matrices: dict[str, np.ndarray] = {}

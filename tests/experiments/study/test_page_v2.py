@@ -7,6 +7,7 @@ failed, superseded and outside the plan."""
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from experiments.study.collect import ARM_TAG_V2, DOMAINS, PHASE_TAG, STUDY_TAG
 from experiments.study.config import load_study_v2
 from experiments.study.differences import run_matrices
-from experiments.study.page_v2 import page_paths, regenerate_v2, render_v2, run_ci
+from experiments.study.page_v2 import page_paths, regenerate_v2, render_v2, rerender_v2, run_ci
 from experiments.study.plan_v2 import select_lr
 from experiments.study.synthetic import synthetic_frame
 from experiments.study.verdicts import RULE
@@ -521,3 +522,81 @@ def test_a_void_run_is_listed_with_its_reason_and_never_used(store_uri, tmp_path
     assert lora.loc[lora["seed"] == 0, "run_id"].tolist() == [kept]
     (why,) = lora.loc[lora["seed"] == 1, "reason"]
     assert why == f"its finished run is void ({reason})"
+
+
+LOST = "the store and the run folders were lost with the machine"
+
+
+def test_withdrawn_runs_are_listed_and_the_page_renders_again_from_its_csvs(
+    written, tmp_path
+) -> None:
+    """A withdrawal in the config: read from the store, the planned runs it selects that did
+    not finish are ``withdrawn`` with the reason; with the store gone, ``rerender_v2`` applies
+    it to the CSVs alone (no store read) and the page counts the study as complete, every
+    figure unchanged; lifting the withdrawal makes the study partial again."""
+    from experiments.study.store_v2 import read_store
+
+    withdrawn = _study("study_pagetest", written["study"]["experiment"])
+    withdrawn["withdrawn"] = [{"arm": "full_adapted", "date": "2026-11-30", "reason": LOST}]
+    why = "withdrawn on 2026-11-30 (the reason: *Protocol*)"
+    plan = read_store(withdrawn, written["uri"]).plan.set_index("label")
+    full = plan[plan["arm"] == "full_adapted"]
+    assert (full.loc[full["status"] != "finished", "status"] == "withdrawn").all()
+    assert list(full.loc[full["status"] == "withdrawn", "reason"]) == [why, why]  # test + selection
+    assert (full["status"] == "finished").sum() == 2 + 2  # seeds 0, 1 and two selection rates
+    assert plan.loc["single_task-s0-base0-main (lr of its config)", "status"] == "not run"
+
+    out = tmp_path / "docs"
+    shutil.copytree(written["out"], out)
+    page_file, tables = page_paths(withdrawn, out)
+    before = page_file.read_text()
+    files = rerender_v2(withdrawn, out, command="cl-ssvdo study --config x --from-csv")
+    assert files[0] == page_file
+    page = page_file.read_text()
+    assert "> **Partial study.**" in before and "> **Partial study.**" not in page
+    assert "(14 of 15 planned test runs finished; 1 withdrawn: *Protocol* says why" in page
+    assert f"- test: full_adapted-s2-base0-main (lr=0.0003): {why}" in page
+    assert f"- lr-selection: full_adapted-s100-base0-main (lr=0.001): {why}" in page
+    assert "- reference: single_task-s0-base0-main (lr of its config): not in the store" in page
+    assert (
+        f"- **Withdrawn** on 2026-11-30: `full_adapted`'s runs not finished by then. {LOST}" in page
+    )
+    assert "Re-rendered from these CSVs alone by `cl-ssvdo study --config x --from-csv`" in page
+    for section in ("## Test results", "## Claims", "## Where SSVD-O loses"):
+        assert (
+            page.split(section)[1].split("\n## ")[0] == before.split(section)[1].split("\n## ")[0]
+        )
+    assert render_v2(tables, page_file) == page  # still a function of its CSVs
+
+    lifted = _study("study_pagetest", written["study"]["experiment"])
+    rerender_v2(lifted, out, command="c")
+    plan = pd.read_csv(tables / "plan.csv")
+    assert set(plan.loc[plan["arm"] == "full_adapted", "status"]) == {"finished", "not run"}
+    assert "> **Partial study.**" in page_file.read_text()
+    with pytest.raises(FileNotFoundError, match="no results of study 'study_pagetest'"):
+        rerender_v2(lifted, tmp_path / "empty", command="c")
+
+
+def test_from_csv_renders_the_shipped_study_page_again_without_a_store(tmp_path, capsys) -> None:
+    """``cl-ssvdo study --config study_v2 --from-csv`` (no store anywhere) writes the committed
+    page from the committed CSVs; with no results there it exits 1 naming the study; a v1
+    config refuses the option."""
+    from experiments.study.cli import main as study_main
+    from experiments.study.page_v2 import PROTOCOL
+
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    shutil.copytree(docs / "results_v2", tmp_path / "results_v2")
+    rc = study_main(["--config", "study_v2", "--set", f"output_dir={tmp_path}", "--from-csv"])
+    assert rc == 0
+
+    def lines(page: Path, link: str) -> list[str]:
+        text = page.read_text().replace(f"]({link})", "](protocol.md)")
+        return [x for x in text.splitlines() if not x.startswith("> Re-rendered from")]
+
+    link = Path(os.path.relpath(PROTOCOL, tmp_path)).as_posix()
+    assert lines(tmp_path / "results_v2.md", link) == lines(docs / "results_v2.md", "protocol.md")
+    assert "--from-csv`, after the store was last read" in (tmp_path / "results_v2.md").read_text()
+    empty = ["--config", "study_v2", "--set", f"output_dir={tmp_path / 'none'}", "--from-csv"]
+    assert study_main(empty) == 1
+    assert "no results of study 'study_v2' to render again" in capsys.readouterr().err
+    assert study_main(["--quick", "--from-csv"]) == 2

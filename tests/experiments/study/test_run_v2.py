@@ -24,7 +24,13 @@ from experiments.study.collect import PHASE_TAG, STUDY_TAG, read_selection
 from experiments.study.config import load_study_v2
 from experiments.study.plan_v2 import plan_v2, rate_key, select_lr
 from experiments.study.run import study_folder
-from experiments.study.run_v2 import _missing_rates, run_slug, run_study_v2, seed_major_order
+from experiments.study.run_v2 import (
+    _missing_rates,
+    run_slug,
+    run_study_v2,
+    seed_major_order,
+    to_run,
+)
 from tests.experiments.conftest import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -245,3 +251,26 @@ def test_runs_beyond_the_grid_are_planned_after_it_and_keep_the_study_folder() -
     other = {**study, "lr_selection": {**sel, "tie_points": 0.5}}
     assert study_folder(same, "w").path == study_folder(study, "w").path
     assert study_folder(other, "w").path != study_folder(study, "w").path
+
+
+LOST = "the store and the run folders were lost with the machine"
+
+
+def test_withdrawn_runs_are_not_run_and_keep_the_study_folder() -> None:
+    """A withdrawal (dated, with its reason) takes the planned runs it selects out of what the
+    runner runs, by horizon or by arm (selection runs included), and changes no other run's
+    folder: the study's folder is the same."""
+    plain, _ = load_study_v2("study_v2", ["withdrawn=[]"])
+    long, _ = load_study_v2("study_v2", [
+        f"withdrawn=[{{horizon: long, date: '2026-11-30', reason: '{LOST}'}}]"])  # fmt: skip
+    lora, _ = load_study_v2("study_v2", [
+        f"withdrawn=[{{arm: lora, date: '2026-11-30', reason: '{LOST}'}}]"])  # fmt: skip
+    planned = plan_v2(plain)
+    assert len([r for r in planned if r.horizon == "long"]) == 50
+    assert to_run(plain, planned) == planned
+    assert to_run(long, planned) == [r for r in planned if r.horizon != "long"]
+    without_lora = to_run(lora, planned)
+    assert {r.phase for r in planned if r.arm == "lora"} == {"lr-selection", "test"}
+    assert without_lora == [r for r in planned if r.arm != "lora"]
+    assert study_folder(long, "w").path == study_folder(plain, "w").path
+    assert study_folder(lora, "w").path == study_folder(plain, "w").path

@@ -118,6 +118,10 @@ def _set(path: str, value: Any):
     return change
 
 
+def _withdrawn(reason: str = "the store was lost with its machine", **which: str) -> dict:
+    return {**which, "date": "2026-11-30", "reason": reason}
+
+
 VIOLATIONS = [
     (
         "base domain trained",
@@ -155,6 +159,13 @@ VIOLATIONS = [
     ("not run without reason", _set("arms.osf", {"kind": "not_run"}), "arms.osf.reason"),
     ("lr_from unknown", _set("arms.ssvdo_tail.lr_from", "ssvdoo"), "arms.ssvdo_tail.lr_from"),
     ("reduced without reason", _set("reduced", True), "reduced_reason"),
+    ("withdrawn arm unknown", _set("withdrawn", [_withdrawn(arm="loraa")]), "withdrawn.0.arm"),
+    ("withdrawn nothing named", _set("withdrawn", [_withdrawn()]), "withdrawn.0"),
+    (
+        "withdrawn without a reason",
+        _set("withdrawn", [_withdrawn(horizon="long", reason="lost")]),
+        "withdrawn.0.reason",
+    ),
 ]
 
 
@@ -170,6 +181,19 @@ def test_a_config_that_breaks_the_protocol_is_refused(change, field: str, tmp_pa
         load_study_v2(path)
     assert err.value.field == field
     assert str(path) in str(err.value)
+
+
+def test_a_withdrawal_names_a_horizon_the_study_has(tmp_path: Path) -> None:
+    study = yaml.safe_load((CONFIGS_DIR / "study_whisper_cpu.yaml").read_text())
+    study["withdrawn"] = [_withdrawn(horizon="long")]  # this study has no long horizon
+    path = tmp_path / "study_nolong.yaml"
+    path.write_text(yaml.safe_dump(study))
+    with pytest.raises(ConfigError, match="no 'long' horizon") as err:
+        load_study_v2(path)
+    assert err.value.field == "withdrawn.0.horizon"
+    study["withdrawn"] = [_withdrawn(horizon="main", arm="lora")]
+    path.write_text(yaml.safe_dump(study))
+    assert load_study_v2(path)[0]["withdrawn"][0]["arm"] == "lora"
 
 
 def test_reduced_protocol_needs_a_reason_and_at_most_three_hours(tmp_path: Path) -> None:
