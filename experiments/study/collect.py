@@ -46,6 +46,7 @@ __all__ = [
     "load_runs_csv",
     "read_run_utterances",
     "read_selection",
+    "selection_row",
     "study_record",
     "study_records",
     "wer_matrices",
@@ -289,11 +290,16 @@ def read_selection(tracking_uri: str, study: Mapping[str, Any]) -> list[tuple[st
         f"tags.`{PHASE_TAG}` = 'lr-selection' and attributes.status = 'FINISHED'",
         max_results=10000,
     )
-    out = []
-    for r in runs:
-        lr = r.data.params.get("config.train.optimizer.lr")
-        awer = r.data.metrics.get("awer")
-        arm = r.data.tags.get(ARM_TAG_V2)
-        if lr is not None and awer is not None and arm and not r.data.tags.get(VOID_TAG):
-            out.append((arm, float(lr), float(awer)))
-    return out
+    return [row for row in map(selection_row, runs) if row is not None]
+
+
+def selection_row(run: Any) -> tuple[str, float, float] | None:
+    """``(arm, lr, valid AWER)`` of one finished selection run (an MLflow ``Run``), or ``None``
+    when it is void or lacks its arm, rate or AWER: the one reading of a selection run, for the
+    runner (:func:`read_selection`) and the page (``experiments.study.store_v2.read_store``)."""
+    lr = run.data.params.get("config.train.optimizer.lr")
+    awer = run.data.metrics.get("awer")
+    arm = run.data.tags.get(ARM_TAG_V2)
+    if lr is None or awer is None or not arm or run.data.tags.get(VOID_TAG):
+        return None
+    return arm, float(lr), float(awer)

@@ -67,6 +67,7 @@ from experiments.study.collect import (
     VOID_TAG,
     _sqlite_missing,
     _wer_matrix,
+    selection_row,
 )
 from experiments.study.plan_v2 import PlannedRun, edge_rates, plan_v2, select_lr, withdrawal
 
@@ -401,8 +402,9 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
     logged = {r.info.run_id: r.data.metrics for r in finished}
     lines = [_run_line(r, study) for r in finished]
     runs = pd.DataFrame(lines)
-    selection = [(x["arm"], x["lr"], x["awer_logged"]) for x in lines
-                 if x["phase"] == "lr-selection" and _present(x["lr"]) and not x["void"]]  # fmt: skip
+    rows = (selection_row(r) for r, x in zip(finished, lines, strict=True)
+            if x["phase"] == "lr-selection")  # fmt: skip
+    selection = [row for row in rows if row is not None]
     selected = select_lr(selection, study["lr_selection"]["tie_points"])
     plan = plan_v2(study, selected, edge_rates(selection, study["lr_selection"]))
     plan_frame = _plan_frame(plan)

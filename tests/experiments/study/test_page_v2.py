@@ -493,7 +493,7 @@ def test_a_void_run_is_listed_with_its_reason_and_never_used(store_uri, tmp_path
     """A finished run tagged ``study.void`` (found wrong after it finished) is kept and listed
     with the reason, but neither used for its planned run (a valid older run is) nor read by
     the learning-rate selection; a planned run whose only finished run is void is not run."""
-    from experiments.study.collect import VOID_TAG
+    from experiments.study.collect import VOID_TAG, read_selection
     from experiments.study.store_v2 import read_store
 
     client = MlflowClient(store_uri)
@@ -514,6 +514,8 @@ def test_a_void_run_is_listed_with_its_reason_and_never_used(store_uri, tmp_path
 
     got = read_store(study, store_uri)
     assert got.selected == SELECTED  # lora's void 1e-3 run (valid AWER 1.0) is not selected
+    rows = read_selection(store_uri, study)  # the runner's reading: the same rows, one reader
+    assert select_lr(rows, 0.2) == SELECTED and len(rows) == sum(map(len, SELECTION.values()))
     runs = got.runs.set_index("run_id")
     assert runs.at[kept, "used"] and not runs.at[newer, "used"] and not runs.at[alone, "used"]
     assert runs.at[newer, "note"] == f"void: {reason}" == runs.at[alone, "note"]
