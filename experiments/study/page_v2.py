@@ -14,9 +14,9 @@ MLflow (``cl_ssvdo.kind = study``) when there is one.
 it applies the config's withdrawals to ``plan.csv`` and recomputes nothing else.
 
 This module holds the entry points (:func:`page_paths`, :func:`regenerate_v2`,
-:func:`rerender_v2`, :func:`render_v2`), the file names and the guard against replacing another study's page; the
-rest is split by stage (``claims_frame``, ``losses``, ``run_ci`` and ``summarise`` stay
-importable from here)::
+:func:`rerender_v2`, :func:`render_v2`), the file names and the guard against replacing
+another study's page; the rest is split by stage (``claims_frame``, ``losses``, ``run_ci`` and
+``summarise`` stay importable from here)::
 
     frames_v2     store -> the CSVs' frames: claims_frame, selection, matrices, voices
     levels_v2     runs.csv -> summary.csv: per-configuration mean and 95 % CI (run_ci, summarise)
@@ -190,8 +190,9 @@ def rerender_v2(study: Mapping[str, Any], out_dir: str | Path | None = None, *,
     files written (the page first).
 
     For a study whose store is gone: a planned run in ``plan.csv`` that did not finish and that
-    ``study["withdrawn"]`` selects becomes ``withdrawn``, with the date and the reason (one
-    that no withdrawal selects any more goes back to ``not run``); ``meta.json`` takes
+    ``study["withdrawn"]`` selects becomes ``withdrawn``, with the date (the reason is stated
+    once, under *Protocol*; a run that no withdrawal selects any more goes back to ``not
+    run``); ``meta.json`` takes
     ``study`` as the config and ``command`` as the re-render's. Nothing that needs the store
     is recomputed: the runs, claims, levels, matrices and figures are the CSVs' own. Raises
     ``FileNotFoundError`` when ``out_dir`` holds no results of ``study``.

@@ -10,8 +10,8 @@
    second, ...), so a study stopped part-way has every arm at the same number of seeds.
 3. The joint and single-task **references** (for IM and FWT), run with the first seed.
 
-Planned runs the study's ``withdrawn`` selects are not run (the results page lists them with
-the reason).
+Planned runs the study's ``withdrawn`` selects are not run (:func:`to_run`; the results page
+lists them, and states the reason under *Protocol*).
 
 Every run is a job of an executor (``experiments.executors``: local, Ray or Slurm) with its
 own folder under ``<workdir>/studies/<name>-<hash>/runs/``; a run resumes from its last

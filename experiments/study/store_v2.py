@@ -15,7 +15,7 @@ params) and, for selection runs, the learning rate. What it returns, in plan ord
   ``wer/<domain>`` metric history;
 - ``plan``: every planned run with ``status`` (``finished``, ``not run``, or ``withdrawn``:
   selected by the study's ``withdrawn`` and not finished), its run id and, when it is not
-  finished, why (the withdrawal's date and reason, ``not in the store``, or the status its
+  finished, why (the withdrawal's date, ``not in the store``, or the status its
   newest run has);
 - ``utterances``: the per-utterance errors (``experiments.study.collect.COLUMNS``) of the used
   test runs, only the cells the claims and the per-voice figure read (:func:`needed_cells`).
