@@ -202,7 +202,7 @@ def _tracking_uri_v2(study: Mapping[str, Any], path: Path, given: str | None) ->
 
 def _print_plan_v2(study: Mapping[str, Any], uri: str | None) -> None:
     from experiments.study.collect import read_selection
-    from experiments.study.plan_v2 import plan_v2, select_lr
+    from experiments.study.plan_v2 import plan_v2, select_lr, withdrawal
 
     selected: dict[str, float] = {}
     if uri is not None and (not uri.startswith("sqlite:///") or Path(uri[10:]).is_file()):
@@ -218,7 +218,8 @@ def _print_plan_v2(study: Mapping[str, Any], uri: str | None) -> None:
         runs = [r for r in plan if r.phase == phase]
         print(f"{phase}: {len(runs)} runs")
         for r in runs:
-            print(f"  {r.label}")
+            gone = withdrawal(study, r.arm, r.horizon)
+            print(f"  {r.label}" + (f": {gone}, not run" if gone else ""))
     if study["reduced"]:
         print(f"reduced protocol: {study['reduced_reason']}")
 

@@ -245,7 +245,9 @@ def test_dry_run_reads_the_selected_rates_from_the_store(store_uri, tmp_path, ca
         client.log_metric(run.info.run_id, "awer", awer)
         client.set_terminated(run.info.run_id, "FINISHED")
     cfg = tmp_path / "study_cpu.yaml"
-    cfg.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "experiment": name}))
+    withdrawn = [_withdrawn(arm="ssvd")]  # listed, marked as the runner will leave them
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "experiment": name,
+                                   "withdrawn": withdrawn}))  # fmt: skip
     rc = study_main(["--config", str(cfg), "--dry-run", "--tracking-uri", store_uri])
     out = capsys.readouterr().out
     assert rc == 0
@@ -253,7 +255,10 @@ def test_dry_run_reads_the_selected_rates_from_the_store(store_uri, tmp_path, ca
     assert lines.index("lr-selection: 12 runs") < lines.index("test: 12 runs")
     assert "  lora-b61440-p0.25-s0-base0-main (lr=0.0003)" in lines  # 30.1 ties 30.0: smaller rate
     assert "  ssvdo-b61440-p0.25-s2-base0-main (lr=0.001)" in lines
-    assert "  ssvd-b61440-p0.25-s0-base0-main (lr=pending)" in lines
+    gone = "withdrawn on 2026-11-30 (the reason: *Protocol*), not run"
+    assert f"  ssvd-b61440-p0.25-s0-base0-main (lr=pending): {gone}" in lines
+    assert f"  ssvd-b61440-p0.25-s100-base0-main (lr=0.0001): {gone}" in lines  # selection too
+    assert not [x for x in lines if x.endswith(gone) and not x.startswith("  ssvd-")]
 
 
 # -- per-utterance records -----------------------------------------------------------------------
