@@ -66,7 +66,6 @@ from experiments.study.frames_v2 import (
 )
 from experiments.study.levels_v2 import run_ci, summarise
 from experiments.study.losses_v2 import BaseSummaries, losses, losses_section
-from experiments.study.plan_v2 import withdrawal
 from experiments.study.sections_v2 import (
     DEFINITIONS,
     claims_section,
@@ -78,7 +77,7 @@ from experiments.study.sections_v2 import (
     selection_section,
     verdicts_section,
 )
-from experiments.study.store_v2 import read_store, study_domains
+from experiments.study.store_v2 import mark_withdrawn, read_store, study_domains
 
 __all__ = [
     "claims_frame",
@@ -189,11 +188,10 @@ def rerender_v2(study: Mapping[str, Any], out_dir: str | Path | None = None, *,
     """Render the page of ``study`` again from its CSVs alone, without the store; returns the
     files written (the page first).
 
-    For a study whose store is gone: a planned run in ``plan.csv`` that did not finish and that
-    ``study["withdrawn"]`` selects becomes ``withdrawn``, with the date (the reason is stated
-    once, under *Protocol*; a run that no withdrawal selects any more goes back to ``not
-    run``); ``meta.json`` takes
-    ``study`` as the config and ``command`` as the re-render's. Nothing that needs the store
+    For a study whose store is gone: ``plan.csv`` takes the config's withdrawals
+    (``experiments.study.store_v2.mark_withdrawn``, as when the plan is read from the store;
+    the reason is stated once, under *Protocol*), and ``meta.json`` takes ``study`` as the
+    config and ``command`` as the re-render's. Nothing that needs the store
     is recomputed: the runs, claims, levels, matrices and figures are the CSVs' own. Raises
     ``FileNotFoundError`` when ``out_dir`` holds no results of ``study``.
     """
@@ -206,15 +204,7 @@ def rerender_v2(study: Mapping[str, Any], out_dir: str | Path | None = None, *,
     if meta.get("study_name") != study["name"]:
         raise FileExistsError(f"{page} holds results of study {meta.get('study_name')!r}, not "
                               f"{study['name']!r}")  # fmt: skip
-    plan = _read(tables, PLAN)
-    for i, line in plan[plan["status"] != "finished"].iterrows():
-        why = withdrawal(study, line["arm"], line["horizon"])
-        if why:
-            plan.loc[i, ["status", "reason"]] = ["withdrawn", why]
-        elif line["status"] == "withdrawn":
-            plan.loc[i, ["status", "reason"]] = ["not run", "not finished when the store was "
-                                                 "last read"]  # fmt: skip
-    plan.to_csv(tables / PLAN, index=False)
+    mark_withdrawn(_read(tables, PLAN), study).to_csv(tables / PLAN, index=False)
     meta.update(study=dict(study), rerendered=command)
     meta_file.write_text(json.dumps(meta, indent=2, default=_json_safe) + "\n")
     page.write_text(render_v2(tables, page))

@@ -77,6 +77,7 @@ __all__ = [
     "PHASES",
     "StoreRuns",
     "config_label",
+    "mark_withdrawn",
     "needed_cells",
     "read_store",
     "run_figures",
@@ -384,6 +385,21 @@ def _plan_frame(plan: Sequence[PlannedRun]) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=columns)
 
 
+def mark_withdrawn(plan: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
+    """``plan`` (``status`` and ``reason`` per planned run) with every run that did not finish
+    and that ``study["withdrawn"]`` selects marked ``withdrawn`` (reason: the withdrawal's
+    date); a ``withdrawn`` run that no withdrawal selects any more goes back to ``not run``."""
+    plan = plan.copy()
+    for i, line in plan[plan["status"] != "finished"].iterrows():
+        why = withdrawal(study, line["arm"], line["horizon"])
+        if why:
+            plan.loc[i, ["status", "reason"]] = ["withdrawn", why]
+        elif line["status"] == "withdrawn":
+            plan.loc[i, ["status", "reason"]] = ["not run", "not finished when the store was "
+                                                 "last read"]  # fmt: skip
+    return plan
+
+
 def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
     """Every run of ``study`` in the store at ``tracking_uri``, set against the plan.
 
@@ -448,14 +464,14 @@ def read_store(study: Mapping[str, Any], tracking_uri: str) -> StoreRuns:
             run_ids.append(used_ids[i])
             why.append("")
         else:
-            gone = withdrawal(study, plan[i].arm, plan[i].horizon)
-            status.append("withdrawn" if gone else "not run")
+            status.append("not run")
             other = others.get(key)
             run_ids.append(other.info.run_id if other is not None else "")
-            why.append(gone or (f"its run is {other.info.status}" if other is not None
-                                else f"its finished run is void ({void[i]})" if i in void
-                                else "not in the store"))  # fmt: skip
-    plan_frame = plan_frame.assign(status=status, run_id=run_ids, reason=why)
+            why.append(f"its run is {other.info.status}" if other is not None
+                       else f"its finished run is void ({void[i]})" if i in void
+                       else "not in the store")  # fmt: skip
+    plan_frame = mark_withdrawn(plan_frame.assign(status=status, run_id=run_ids, reason=why),
+                                study)  # fmt: skip
 
     matrices: dict[str, np.ndarray] = {}
     parts = []
